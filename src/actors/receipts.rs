@@ -1,0 +1,156 @@
+//! The receipt writer: gathers acks and reads from every session and writes
+//! them in one transaction per flush, so a broadcast that 50 000 users ack is
+//! a handful of transactions, not 50 000. Reads are then pushed to the
+//! user's other tabs.
+
+use super::messages::*;
+use super::registry::Registry;
+use crate::db::receipts::ReceiptEvent;
+use crate::db::{self, DbPool};
+use actix::prelude::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Flush at once when this many receipts are waiting.
+const FLUSH_AT: usize = 20_000;
+/// Receipts held while the database is down; beyond this the oldest are
+/// dropped (and logged): they are statistics, not announcements.
+const MAX_PENDING: usize = 500_000;
+
+pub struct ReceiptWriter {
+    pool: DbPool,
+    registry: Addr<Registry>,
+    interval: Duration,
+    pending: Vec<(ReceiptEvent, Option<SessionId>)>,
+    flushing: bool,
+    scheduled: bool,
+    failures: u32,
+}
+
+impl ReceiptWriter {
+    pub fn new(pool: DbPool, registry: Addr<Registry>, interval: Duration) -> ReceiptWriter {
+        ReceiptWriter {
+            pool,
+            registry,
+            interval,
+            pending: Vec::new(),
+            flushing: false,
+            scheduled: false,
+            failures: 0,
+        }
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.scheduled || self.flushing {
+            return;
+        }
+        self.scheduled = true;
+        let backoff = self.interval * 2u32.saturating_pow(self.failures.min(6));
+        ctx.run_later(backoff, |act, ctx| {
+            act.scheduled = false;
+            {
+                let f = act.flush();
+                ctx.spawn(f.map(|_, _, _| ()));
+            };
+        });
+    }
+
+    /// Starts a write of everything pending; resolves to how many were written.
+    fn flush(&mut self) -> ResponseActFuture<Self, usize> {
+        if self.flushing || self.pending.is_empty() {
+            return Box::pin(fut::ready(0));
+        }
+        self.flushing = true;
+        let batch = std::mem::take(&mut self.pending);
+        let events: Vec<ReceiptEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let write = db::run(&self.pool, move |conn| {
+            db::receipts::record(conn, &events, db::now_ms())
+        });
+        Box::pin(write.into_actor(self).map(move |result, act, ctx| {
+            act.flushing = false;
+            let written = batch.len();
+            match result {
+                Ok(outcome) => {
+                    act.failures = 0;
+                    tracing::debug!(accepted = outcome.accepted, rejected = outcome.rejected, "receipts written");
+                    act.sync_reads(&batch, &outcome.read);
+                }
+                Err(e) => {
+                    act.failures += 1;
+                    tracing::warn!(error = %e, pending = written, "receipt write failed; will retry");
+                    let mut retry = batch;
+                    retry.append(&mut act.pending);
+                    if retry.len() > MAX_PENDING {
+                        let dropped = retry.len() - MAX_PENDING;
+                        tracing::error!(dropped, "receipt backlog full; dropping the oldest");
+                        retry.drain(..dropped);
+                    }
+                    act.pending = retry;
+                }
+            }
+            if !act.pending.is_empty() {
+                act.schedule(ctx);
+            }
+            written
+        }))
+    }
+
+    /// Tells each reader's other tabs what was read.
+    fn sync_reads(&self, batch: &[(ReceiptEvent, Option<SessionId>)], read: &[(i64, String)]) {
+        if read.is_empty() {
+            return;
+        }
+        let read: std::collections::HashSet<(i64, &str)> =
+            read.iter().map(|(id, u)| (*id, u.as_str())).collect();
+        let mut by_origin: BTreeMap<(&str, Option<SessionId>), Vec<i64>> = BTreeMap::new();
+        for (e, origin) in batch {
+            if read.contains(&(e.announcement_id, e.user_id.as_str()))
+                && e.kind == crate::db::receipts::ReceiptKind::Read
+            {
+                by_origin
+                    .entry((e.user_id.as_str(), *origin))
+                    .or_default()
+                    .push(e.announcement_id);
+            }
+        }
+        for ((user_id, except), mut ids) in by_origin {
+            ids.sort_unstable();
+            ids.dedup();
+            self.registry.do_send(ReadSync {
+                user_id: user_id.to_string(),
+                ids,
+                except,
+            });
+        }
+    }
+}
+
+impl Actor for ReceiptWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1 << 20);
+    }
+}
+
+impl Handler<Record> for ReceiptWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) {
+        self.pending
+            .extend(msg.events.into_iter().map(|e| (e, msg.origin)));
+        if self.pending.len() >= FLUSH_AT && !self.flushing {
+            ctx.spawn(self.flush().map(|_, _, _| ()));
+        } else {
+            self.schedule(ctx);
+        }
+    }
+}
+
+impl Handler<Flush> for ReceiptWriter {
+    type Result = ResponseActFuture<Self, usize>;
+
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        self.flush()
+    }
+}

@@ -1,0 +1,195 @@
+//! The scheduler: finds due announcements, claims each exactly once, and
+//! hands it to the registry. It polls, and also wakes early for anything due
+//! before the next poll, so "publish now" goes out in milliseconds.
+
+use super::messages::*;
+use super::registry::Registry;
+use super::session::prepare;
+use crate::db::{self, DbError, DbPool};
+use actix::prelude::*;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Announcements one tick claims at most; a longer backlog takes more ticks.
+const BATCH: i64 = 500;
+
+pub struct Scheduler {
+    pool: DbPool,
+    registry: Addr<Registry>,
+    poll: Duration,
+    running: bool,
+    again: bool,
+    failures: u32,
+    /// The earliest time an early wake-up is already set for.
+    wake_at: Option<i64>,
+    /// Epoch ms of the last finished tick, for `/readyz`.
+    alive: Arc<AtomicI64>,
+}
+
+impl Scheduler {
+    pub fn new(
+        pool: DbPool,
+        registry: Addr<Registry>,
+        poll: Duration,
+        alive: Arc<AtomicI64>,
+    ) -> Scheduler {
+        Scheduler {
+            pool,
+            registry,
+            poll,
+            running: false,
+            again: false,
+            failures: 0,
+            wake_at: None,
+            alive,
+        }
+    }
+
+    fn tick(&mut self) -> ResponseActFuture<Self, Result<usize, DbError>> {
+        if self.running {
+            self.again = true;
+            return Box::pin(fut::ready(Ok(0)));
+        }
+        self.running = true;
+        let work = publish_due(self.pool.clone(), self.registry.clone());
+        Box::pin(work.into_actor(self).map(|result, act, ctx| {
+            act.running = false;
+            act.alive.store(db::now_ms(), Ordering::Relaxed);
+            match &result {
+                Ok((published, next_due)) => {
+                    act.failures = 0;
+                    if *published > 0 {
+                        tracing::debug!(published, "scheduler tick");
+                    }
+                    if let Some(at) = next_due {
+                        act.wake(ctx, *at);
+                    }
+                    if *published as i64 >= BATCH {
+                        act.again = true;
+                    }
+                }
+                Err(e) => {
+                    act.failures += 1;
+                    tracing::warn!(error = %e, failures = act.failures, "scheduler tick failed; retrying");
+                    let backoff = Duration::from_millis(200 * 2u64.pow(act.failures.min(5)));
+                    ctx.run_later(backoff.min(act.poll * 5), |act, ctx| {
+                        ctx.spawn(act.tick().map(|_, _, _| ()));
+                    });
+                }
+            }
+            if std::mem::take(&mut act.again) {
+                ctx.spawn(act.tick().map(|_, _, _| ()));
+            }
+            result.map(|(published, _)| published)
+        }))
+    }
+
+    /// Arranges a tick at `at` (epoch ms) when that comes before the next poll.
+    fn wake(&mut self, ctx: &mut Context<Self>, at: i64) {
+        let delay = at - db::now_ms();
+        if delay <= 0 {
+            ctx.spawn(self.tick().map(|_, _, _| ()));
+            return;
+        }
+        if delay as u128 >= self.poll.as_millis() || self.wake_at.is_some_and(|w| w <= at) {
+            return;
+        }
+        self.wake_at = Some(at);
+        ctx.run_later(Duration::from_millis(delay as u64), move |act, ctx| {
+            if act.wake_at == Some(at) {
+                act.wake_at = None;
+            }
+            ctx.spawn(act.tick().map(|_, _, _| ()));
+        });
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.alive.store(db::now_ms(), Ordering::Relaxed);
+        ctx.spawn(self.tick().map(|_, _, _| ()));
+        ctx.run_interval(self.poll, |act, ctx| {
+            ctx.spawn(act.tick().map(|_, _, _| ()));
+        });
+    }
+}
+
+impl Handler<Tick> for Scheduler {
+    type Result = ResponseActFuture<Self, Result<usize, DbError>>;
+
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+        self.tick()
+    }
+}
+
+impl Handler<Wake> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Wake, ctx: &mut Context<Self>) {
+        self.wake(ctx, msg.publish_at);
+    }
+}
+
+/// One scheduler step, usable without the actor (tests race two of them):
+/// claims every due announcement, delivers each to the registry, records
+/// the publish stats. Returns how many this call published and the next
+/// scheduled publish time.
+pub async fn publish_due(
+    pool: DbPool,
+    registry: Addr<Registry>,
+) -> Result<(usize, Option<i64>), DbError> {
+    let (claimed, next_due) = db::run(&pool, |conn| {
+        let now = db::now_ms();
+        let mut claimed = Vec::new();
+        for id in db::announcements::due(conn, now, BATCH)? {
+            if let Some(full) = db::announcements::claim(conn, id, now)? {
+                let targeted = db::users::count_targeted(conn, &full.audience)?;
+                claimed.push((full, targeted));
+            }
+        }
+        Ok((claimed, db::announcements::next_due(conn)?))
+    })
+    .await?;
+    let published = claimed.len();
+    let now = db::now_ms();
+    let mut stats = Vec::with_capacity(published);
+    for (full, targeted) in claimed {
+        let online = if full.row.is_expired(now) {
+            0
+        } else {
+            let prepared = Arc::new(prepare(&full.row));
+            tracing::info!(
+                announcement_id = full.row.id,
+                cursor = prepared.cursor,
+                audience = full.audience.kind(),
+                "publishing"
+            );
+            registry
+                .send(Publish {
+                    announcement: prepared,
+                    audience: full.audience,
+                })
+                .await
+                .unwrap_or(0)
+        };
+        stats.push((full.row.id, targeted, online as i64));
+    }
+    if !stats.is_empty() {
+        // Stats are informational: a failure here is logged, not retried,
+        // because the announcement itself is already out.
+        let written = db::run(&pool, move |conn| {
+            for (id, targeted, online) in stats {
+                db::announcements::set_publish_stats(conn, id, targeted, online)?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not record publish stats");
+        }
+    }
+    Ok((published, next_due))
+}

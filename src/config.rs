@@ -1,0 +1,218 @@
+//! Settings from flags and environment variables, with the defaults a fresh
+//! machine runs on. Every setting has both a flag and a `HERALD_*` variable.
+
+use crate::domain::DraftLimits;
+use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about = "Real-time announcement server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print a user token signed with this server's secret.
+    Token {
+        /// The user id the token is for (its `sub`).
+        user_id: String,
+        /// Groups to put in the token, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "HERALD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// `sqlite://path` (embedded, the default) or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://herald.db")]
+    pub database_url: String,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "HERALD_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+
+    /// HS256 secret for user tokens; generated and stored in the database when unset.
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Admin bearer token; generated, stored and printed once when unset.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Seconds between server pings on each WebSocket.
+    #[arg(long, env = "HERALD_HEARTBEAT_INTERVAL", default_value_t = 25)]
+    pub heartbeat_interval: u64,
+
+    /// Seconds of silence after which a session is closed with 4000.
+    #[arg(long, env = "HERALD_HEARTBEAT_TIMEOUT", default_value_t = 60)]
+    pub heartbeat_timeout: u64,
+
+    /// Smallest `?heartbeat=` a client may ask for, in seconds.
+    #[arg(long, env = "HERALD_HEARTBEAT_MIN", default_value_t = 5)]
+    pub heartbeat_min: u64,
+
+    /// Largest `?heartbeat=` a client may ask for, in seconds.
+    #[arg(long, env = "HERALD_HEARTBEAT_MAX", default_value_t = 120)]
+    pub heartbeat_max: u64,
+
+    /// Milliseconds between scheduler polls for due announcements.
+    #[arg(long, env = "HERALD_POLL_INTERVAL_MS", default_value_t = 1000)]
+    pub poll_interval_ms: u64,
+
+    /// Milliseconds receipts (ack, read) are gathered before one batched write.
+    #[arg(long, env = "HERALD_RECEIPT_FLUSH_MS", default_value_t = 100)]
+    pub receipt_flush_ms: u64,
+
+    /// Largest incoming WebSocket frame in bytes (larger: close 1009).
+    #[arg(long, env = "HERALD_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Most open sessions (tabs) per user (more: close 4029).
+    #[arg(long, env = "HERALD_MAX_SESSIONS_PER_USER", default_value_t = 16)]
+    pub max_sessions_per_user: usize,
+
+    /// Largest REST request body in bytes (larger: 413).
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Longest announcement title in characters.
+    #[arg(long, env = "HERALD_MAX_TITLE_CHARS", default_value_t = 200)]
+    pub max_title_chars: usize,
+
+    /// Longest announcement content in characters.
+    #[arg(long, env = "HERALD_MAX_CONTENT_CHARS", default_value_t = 20_000)]
+    pub max_content_chars: usize,
+
+    /// Most explicit recipients (users or groups) per announcement.
+    #[arg(long, env = "HERALD_MAX_RECIPIENTS", default_value_t = 10_000)]
+    pub max_recipients: usize,
+
+    /// Cookie that may carry a user token on the legacy WebSocket URLs.
+    #[arg(long, env = "HERALD_TOKEN_COOKIE", default_value = "herald_token")]
+    pub token_cookie: String,
+
+    /// Allowed WebSocket `Origin`s, comma separated; empty allows any.
+    #[arg(long, env = "HERALD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Default lifetime of tokens minted by `POST /api/tokens`, in seconds.
+    #[arg(long, env = "HERALD_TOKEN_TTL", default_value_t = 24 * 3600)]
+    pub token_ttl: u64,
+
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "HERALD_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Seconds to finish in-flight work after SIGTERM before exiting.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+}
+
+impl Settings {
+    /// Settings as the defaults give them, for tests and embedding.
+    pub fn defaults() -> Settings {
+        Cli::parse_from(["herald"]).settings
+    }
+
+    pub fn draft_limits(&self) -> DraftLimits {
+        DraftLimits {
+            max_title_chars: self.max_title_chars,
+            max_content_chars: self.max_content_chars,
+            max_recipients: self.max_recipients,
+        }
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+
+    /// The ping interval for a session that asked for `requested` seconds.
+    pub fn heartbeat_for(&self, requested: Option<u64>) -> Duration {
+        let secs = requested.unwrap_or(self.heartbeat_interval).clamp(
+            self.heartbeat_min,
+            self.heartbeat_max.max(self.heartbeat_min),
+        );
+        Duration::from_secs(secs.max(1))
+    }
+
+    /// The silence allowed for a session pinged every `interval`: the
+    /// configured timeout, but never less than two missed pings.
+    pub fn timeout_for(&self, interval: Duration) -> Duration {
+        Duration::from_secs(self.heartbeat_timeout).max(interval * 2)
+    }
+
+    /// Checks combinations clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_min > self.heartbeat_max {
+            return Err("--heartbeat-min must not exceed --heartbeat-max".into());
+        }
+        if self.heartbeat_interval == 0 || self.heartbeat_timeout == 0 {
+            return Err("heartbeat interval and timeout must be positive".into());
+        }
+        if self.db_pool_size == 0 {
+            return Err("--db-pool-size must be at least 1".into());
+        }
+        if self.jwt_secret.as_deref().is_some_and(|s| s.len() < 16) {
+            return Err("HERALD_JWT_SECRET must be at least 16 bytes".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let s = Settings::defaults();
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://herald.db");
+        assert_eq!(s.max_frame_bytes, 65_536);
+        assert_eq!(s.max_sessions_per_user, 16);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn heartbeat_request_is_clamped() {
+        let s = Settings::defaults();
+        assert_eq!(s.heartbeat_for(Some(1)), Duration::from_secs(5));
+        assert_eq!(s.heartbeat_for(Some(1_000)), Duration::from_secs(120));
+        assert_eq!(s.heartbeat_for(None), Duration::from_secs(25));
+        assert_eq!(
+            s.timeout_for(Duration::from_secs(120)),
+            Duration::from_secs(240)
+        );
+    }
+
+    #[test]
+    fn token_subcommand_parses_groups() {
+        let cli = Cli::parse_from(["herald", "token", "alice", "--groups", "a,b", "--ttl", "60"]);
+        match cli.command {
+            Some(Command::Token {
+                user_id,
+                groups,
+                ttl,
+            }) => {
+                assert_eq!(user_id, "alice");
+                assert_eq!(groups, vec!["a", "b"]);
+                assert_eq!(ttl, 60);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

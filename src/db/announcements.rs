@@ -1,0 +1,406 @@
+//! Announcement queries: create, list, change, claim for publishing, and
+//! the per-user view (replay after a cursor) that resume relies on.
+
+use super::models::{
+    Announcement, AnnouncementInsertForm, AnnouncementUpdateForm, FullAnnouncement, Status, Target,
+};
+use super::schema::{announcement_targets as targets, announcements as a, counters};
+use super::{DbConn, DbError};
+use crate::domain::{AnnouncementDraft, AnnouncementPatch, Audience};
+use diesel::prelude::*;
+use std::collections::HashMap;
+
+type Backend = <DbConn as Connection>::Backend;
+
+const PUBLISH_CURSOR: &str = "publish_cursor";
+
+fn target_kind(audience: &Audience) -> &'static str {
+    match audience {
+        Audience::Groups(_) => "group",
+        _ => "user",
+    }
+}
+
+/// Inserts a new scheduled announcement and its targets in one transaction.
+pub fn insert(
+    conn: &mut DbConn,
+    draft: &AnnouncementDraft,
+    now: i64,
+) -> Result<FullAnnouncement, DbError> {
+    conn.transaction(|conn| {
+        let form = AnnouncementInsertForm {
+            title: &draft.title,
+            content: &draft.content,
+            level: draft.level.as_str(),
+            link: draft.link.as_deref(),
+            audience: draft.audience.kind(),
+            status: Status::Scheduled.as_str(),
+            publish_at: draft.publish_at,
+            expires_at: draft.expires_at,
+            created_at: now,
+            updated_at: now,
+        };
+        let id = insert_returning_id(conn, &form)?;
+        write_targets(conn, id, &draft.audience)?;
+        let row = a::table
+            .find(id)
+            .select(Announcement::as_select())
+            .first(conn)?;
+        Ok(FullAnnouncement {
+            row,
+            audience: draft.audience.clone(),
+        })
+    })
+}
+
+/// The one backend-specific insert: PostgreSQL reports the new id with
+/// `RETURNING`, SQLite with `last_insert_rowid()` on the same connection.
+fn insert_returning_id(
+    conn: &mut DbConn,
+    form: &AnnouncementInsertForm<'_>,
+) -> Result<i64, diesel::result::Error> {
+    match conn {
+        DbConn::Pg(c) => diesel::insert_into(a::table)
+            .values(form)
+            .returning(a::id)
+            .get_result(c),
+        DbConn::Sqlite(c) => {
+            diesel::insert_into(a::table).values(form).execute(c)?;
+            diesel::select(last_insert_rowid()).get_result(c)
+        }
+    }
+}
+
+diesel::define_sql_function!(fn last_insert_rowid() -> BigInt);
+
+fn write_targets(
+    conn: &mut DbConn,
+    id: i64,
+    audience: &Audience,
+) -> Result<(), diesel::result::Error> {
+    diesel::delete(targets::table.filter(targets::announcement_id.eq(id))).execute(conn)?;
+    let kind = target_kind(audience);
+    for chunk in audience.values().chunks(500) {
+        let rows: Vec<Target> = chunk
+            .iter()
+            .map(|v| Target {
+                announcement_id: id,
+                kind: kind.to_string(),
+                value: v.clone(),
+            })
+            .collect();
+        crate::insert_rows!(conn, targets::table, &rows)?;
+    }
+    Ok(())
+}
+
+/// Attaches audiences to rows with one query for all their targets.
+fn with_audiences(
+    conn: &mut DbConn,
+    rows: Vec<Announcement>,
+) -> Result<Vec<FullAnnouncement>, diesel::result::Error> {
+    let ids: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.audience != "all")
+        .map(|r| r.id)
+        .collect();
+    let mut by_id: HashMap<i64, Vec<String>> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let found: Vec<(i64, String)> = targets::table
+            .filter(targets::announcement_id.eq_any(chunk))
+            .select((targets::announcement_id, targets::value))
+            .order((targets::announcement_id, targets::value))
+            .load(conn)?;
+        for (id, value) in found {
+            by_id.entry(id).or_default().push(value);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let values = by_id.remove(&row.id).unwrap_or_default();
+            let audience = match row.audience.as_str() {
+                "users" => Audience::Users(values),
+                "groups" => Audience::Groups(values),
+                _ => Audience::All,
+            };
+            FullAnnouncement { row, audience }
+        })
+        .collect())
+}
+
+pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbError> {
+    let row = a::table
+        .find(id)
+        .select(Announcement::as_select())
+        .first(conn)
+        .optional()?;
+    match row {
+        Some(row) => Ok(with_audiences(conn, vec![row])?.pop()),
+        None => Ok(None),
+    }
+}
+
+/// Newest first; `before` is an id from the previous page.
+pub fn list(
+    conn: &mut DbConn,
+    status: Option<Status>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<FullAnnouncement>, DbError> {
+    let mut query = a::table
+        .select(Announcement::as_select())
+        .order(a::id.desc())
+        .limit(limit)
+        .into_boxed::<Backend>();
+    if let Some(status) = status {
+        query = query.filter(a::status.eq(status.as_str()));
+    }
+    if let Some(before) = before {
+        query = query.filter(a::id.lt(before));
+    }
+    let rows = query.load(conn)?;
+    Ok(with_audiences(conn, rows)?)
+}
+
+#[derive(Debug)]
+pub enum ChangeOutcome {
+    Changed(FullAnnouncement),
+    NotFound,
+    /// The announcement is no longer scheduled; carries its status.
+    NotScheduled(Status),
+}
+
+/// Applies a patch while the announcement is still scheduled. The status
+/// check is part of the UPDATE so a concurrent publish cannot slip between.
+pub fn update_scheduled(
+    conn: &mut DbConn,
+    id: i64,
+    patch: &AnnouncementPatch,
+    now: i64,
+) -> Result<ChangeOutcome, DbError> {
+    conn.transaction(|conn| {
+        let Some(current) = get(conn, id)? else {
+            return Ok(ChangeOutcome::NotFound);
+        };
+        if current.row.status() != Status::Scheduled {
+            return Ok(ChangeOutcome::NotScheduled(current.row.status()));
+        }
+        let form = AnnouncementUpdateForm {
+            title: patch.title.clone(),
+            content: patch.content.clone(),
+            level: patch.level.map(|l| l.as_str().to_string()),
+            link: patch.link.clone(),
+            audience: patch.audience.as_ref().map(|a| a.kind().to_string()),
+            publish_at: patch.publish_at,
+            expires_at: patch.expires_at,
+            updated_at: Some(now),
+        };
+        let changed = diesel::update(
+            a::table
+                .filter(a::id.eq(id))
+                .filter(a::status.eq(Status::Scheduled.as_str())),
+        )
+        .set(&form)
+        .execute(conn)?;
+        if changed == 0 {
+            let status = get(conn, id)?.map_or(Status::Cancelled, |f| f.row.status());
+            return Ok(ChangeOutcome::NotScheduled(status));
+        }
+        if let Some(audience) = &patch.audience {
+            write_targets(conn, id, audience)?;
+        }
+        match get(conn, id)? {
+            Some(full) => Ok(ChangeOutcome::Changed(full)),
+            None => Ok(ChangeOutcome::NotFound),
+        }
+    })
+}
+
+#[derive(Debug)]
+pub enum WithdrawOutcome {
+    Cancelled(FullAnnouncement),
+    Retracted(FullAnnouncement),
+    /// Already cancelled or retracted: nothing changed.
+    Unchanged(FullAnnouncement),
+    NotFound,
+}
+
+/// Cancels a scheduled announcement or retracts a published one.
+pub fn withdraw(conn: &mut DbConn, id: i64, now: i64) -> Result<WithdrawOutcome, DbError> {
+    conn.transaction(|conn| {
+        let cancelled = diesel::update(
+            a::table
+                .filter(a::id.eq(id))
+                .filter(a::status.eq(Status::Scheduled.as_str())),
+        )
+        .set((
+            a::status.eq(Status::Cancelled.as_str()),
+            a::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+        let retracted = if cancelled == 0 {
+            diesel::update(
+                a::table
+                    .filter(a::id.eq(id))
+                    .filter(a::status.eq(Status::Published.as_str())),
+            )
+            .set((
+                a::status.eq(Status::Retracted.as_str()),
+                a::retracted_at.eq(now),
+                a::updated_at.eq(now),
+            ))
+            .execute(conn)?
+        } else {
+            0
+        };
+        let Some(full) = get(conn, id)? else {
+            return Ok(WithdrawOutcome::NotFound);
+        };
+        Ok(if cancelled == 1 {
+            WithdrawOutcome::Cancelled(full)
+        } else if retracted == 1 {
+            WithdrawOutcome::Retracted(full)
+        } else {
+            WithdrawOutcome::Unchanged(full)
+        })
+    })
+}
+
+/// Ids of scheduled announcements whose time has come, oldest first.
+pub fn due(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<i64>, DbError> {
+    Ok(a::table
+        .filter(a::status.eq(Status::Scheduled.as_str()))
+        .filter(a::publish_at.le(now))
+        .order((a::publish_at, a::id))
+        .select(a::id)
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// The earliest publish time among scheduled announcements.
+pub fn next_due(conn: &mut DbConn) -> Result<Option<i64>, DbError> {
+    Ok(a::table
+        .filter(a::status.eq(Status::Scheduled.as_str()))
+        .select(diesel::dsl::min(a::publish_at))
+        .first(conn)?)
+}
+
+/// Claims one due announcement for publishing. Exactly one caller wins: the
+/// status check is in the UPDATE itself, and the cursor is bumped in the same
+/// transaction, so cursors are handed out in commit order. Returns `None` when
+/// someone else claimed (or cancelled) it first.
+pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnouncement>, DbError> {
+    conn.transaction(|conn| {
+        let won = diesel::update(
+            a::table
+                .filter(a::id.eq(id))
+                .filter(a::status.eq(Status::Scheduled.as_str())),
+        )
+        .set((
+            a::status.eq(Status::Published.as_str()),
+            a::published_at.eq(now),
+            a::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+        if won != 1 {
+            return Ok(None);
+        }
+        // The counter row is the one lock every claim takes, and it is held
+        // until commit: cursors are handed out in commit order.
+        diesel::update(counters::table.find(PUBLISH_CURSOR))
+            .set(counters::value.eq(counters::value + 1))
+            .execute(conn)?;
+        let cursor: i64 = counters::table
+            .find(PUBLISH_CURSOR)
+            .select(counters::value)
+            .first(conn)?;
+        diesel::update(a::table.find(id))
+            .set(a::publish_cursor.eq(cursor))
+            .execute(conn)?;
+        get(conn, id)
+    })
+}
+
+/// Records who the announcement reached when it was published.
+pub fn set_publish_stats(
+    conn: &mut DbConn,
+    id: i64,
+    targeted: i64,
+    online: i64,
+) -> Result<(), DbError> {
+    diesel::update(a::table.find(id))
+        .set((a::targeted.eq(targeted), a::online_at_publish.eq(online)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The newest cursor handed out (0 before the first publish).
+pub fn latest_cursor(conn: &mut DbConn) -> Result<i64, DbError> {
+    Ok(counters::table
+        .find(PUBLISH_CURSOR)
+        .select(counters::value)
+        .first(conn)?)
+}
+
+/// Announcements visible to this user: published, not expired, and aimed at
+/// everyone, at the user, or at one of the user's groups.
+pub fn visible_to<'a>(
+    user_id: &'a str,
+    groups: &'a [String],
+    now: i64,
+) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool> + 'a> {
+    use diesel::dsl::exists;
+    let for_user = a::audience.eq("users").and(exists(
+        targets::table
+            .filter(targets::announcement_id.eq(a::id))
+            .filter(targets::kind.eq("user"))
+            .filter(targets::value.eq(user_id)),
+    ));
+    let for_groups = a::audience.eq("groups").and(exists(
+        targets::table
+            .filter(targets::announcement_id.eq(a::id))
+            .filter(targets::kind.eq("group"))
+            .filter(targets::value.eq_any(groups)),
+    ));
+    let current = a::status.eq(Status::Published.as_str()).and(
+        a::expires_at
+            .is_null()
+            .or(a::expires_at.assume_not_null().gt(now)),
+    );
+    Box::new(current.and(a::audience.eq("all").or(for_user).or(for_groups)))
+}
+
+/// Everything for this user published after `since`, oldest first: the
+/// replay a reconnecting client receives before live events.
+pub fn for_user_since(
+    conn: &mut DbConn,
+    user_id: &str,
+    groups: &[String],
+    since: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<FullAnnouncement>, DbError> {
+    let rows = a::table
+        .filter(visible_to(user_id, groups, now))
+        .filter(a::publish_cursor.gt(since))
+        .order(a::publish_cursor.asc())
+        .limit(limit)
+        .select(Announcement::as_select())
+        .load(conn)?;
+    Ok(with_audiences(conn, rows)?)
+}
+
+/// Several announcements by id, with audiences, in no particular order.
+pub fn get_many(conn: &mut DbConn, ids: &[i64]) -> Result<Vec<FullAnnouncement>, DbError> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        rows.extend(
+            a::table
+                .filter(a::id.eq_any(chunk))
+                .select(Announcement::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(with_audiences(conn, rows)?)
+}

@@ -1,0 +1,175 @@
+//! Storage: one connection type for SQLite and PostgreSQL, an r2d2 pool,
+//! embedded migrations, and plain synchronous query functions.
+//!
+//! Every query function takes `&mut DbConn` and is called from a blocking
+//! thread (`db::run`), never from an actor's event loop.
+
+pub mod announcements;
+pub mod models;
+pub mod receipts;
+pub mod schema;
+pub mod settings;
+pub mod users;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConn>>;
+pub type PooledConn = PooledConnection<ConnectionManager<DbConn>>;
+
+/// Which backend a database URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migrations: {0}")]
+    Migration(String),
+    #[error("database worker failed: {0}")]
+    Blocking(String),
+}
+
+/// The form the SQLite path takes in a URL: `sqlite://herald.db`,
+/// `sqlite:herald.db` and a bare path all mean the file `herald.db`.
+pub fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+/// Sets the SQLite pragmas herald relies on for every pooled connection:
+/// WAL so readers never wait for the writer, a busy timeout so concurrent
+/// writers queue instead of failing, and enforced foreign keys.
+#[derive(Debug)]
+struct SqlitePragmas {
+    busy_timeout_ms: u64,
+}
+
+impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
+        if let DbConn::Sqlite(c) = conn {
+            let pragmas = format!(
+                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                self.busy_timeout_ms
+            );
+            c.batch_execute(&pragmas)
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the pool for `url` and applies the embedded migrations.
+pub fn connect(url: &str, max_size: u32) -> Result<DbPool, DbError> {
+    let backend = Backend::of(url);
+    let target = match backend {
+        Backend::Postgres => url.to_string(),
+        Backend::Sqlite => sqlite_path(url).to_string(),
+    };
+    let manager = ConnectionManager::<DbConn>::new(target);
+    let pool = Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(Duration::from_secs(5))
+        .connection_customizer(Box::new(SqlitePragmas {
+            busy_timeout_ms: 5_000,
+        }))
+        .build(manager)?;
+    let mut conn = pool.get()?;
+    migrate(&mut conn)?;
+    Ok(pool)
+}
+
+/// Applies every pending embedded migration for the connection's backend.
+pub fn migrate(conn: &mut DbConn) -> Result<(), DbError> {
+    let migrations = match conn {
+        DbConn::Pg(_) => POSTGRES_MIGRATIONS,
+        DbConn::Sqlite(_) => SQLITE_MIGRATIONS,
+    };
+    conn.run_pending_migrations(migrations)
+        .map(|_| ())
+        .map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Runs blocking database work on actix's blocking thread pool.
+pub fn run<T, F>(
+    pool: &DbPool,
+    f: F,
+) -> impl std::future::Future<Output = Result<T, DbError>> + 'static
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn) -> Result<T, DbError> + Send + 'static,
+{
+    let pool = pool.clone();
+    async move {
+        actix_web::rt::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| DbError::Blocking(e.to_string()))?
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit every stored time uses.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `INSERT ... ON CONFLICT DO NOTHING` on both backends (SQLite spells it
+/// `INSERT OR IGNORE` for multi-row inserts). Evaluates to the rows inserted.
+#[macro_export]
+macro_rules! insert_ignore {
+    ($conn:expr, $table:expr, $values:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg(c) => diesel::insert_into($table)
+                .values($values)
+                .on_conflict_do_nothing()
+                .execute(c),
+            $crate::db::DbConn::Sqlite(c) => diesel::insert_or_ignore_into($table)
+                .values($values)
+                .execute(c),
+        }
+    };
+}
+
+/// A multi-row `INSERT` on both backends (Diesel's multi-backend connection
+/// cannot express SQLite's batch insert). Evaluates to the rows inserted.
+#[macro_export]
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $values:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg(c) => diesel::insert_into($table).values($values).execute(c),
+            $crate::db::DbConn::Sqlite(c) => diesel::insert_into($table).values($values).execute(c),
+        }
+    };
+}

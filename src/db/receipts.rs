@@ -1,0 +1,237 @@
+//! Delivery and read receipts, written in batches, and the counts and
+//! per-user views built on them (inbox, unread count, admin stats).
+
+use super::announcements::{get_many, visible_to};
+use super::models::{Announcement, FullAnnouncement, Receipt, Status};
+use super::schema::{announcements as a, receipts as r};
+use super::{DbConn, DbError};
+use diesel::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+type Backend = <DbConn as Connection>::Backend;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReceiptKind {
+    /// The client displayed it (`ack`).
+    Delivered,
+    /// The user read it (implies delivered).
+    Read,
+}
+
+/// One receipt as a session or the REST API reports it. The groups come from
+/// the user's token and decide whether the user may receipt this id at all.
+#[derive(Debug, Clone)]
+pub struct ReceiptEvent {
+    pub announcement_id: i64,
+    pub user_id: String,
+    pub groups: std::sync::Arc<[String]>,
+    pub kind: ReceiptKind,
+}
+
+/// What a batch changed: which (announcement, user) pairs are now read.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub read: Vec<(i64, String)>,
+}
+
+/// Writes a batch of receipts in one transaction, ignoring receipts for
+/// announcements the user is not in the audience of (or that are not
+/// published). Idempotent: the first delivered_at and read_at win.
+pub fn record(
+    conn: &mut DbConn,
+    events: &[ReceiptEvent],
+    at: i64,
+) -> Result<BatchOutcome, DbError> {
+    let ids: BTreeSet<i64> = events.iter().map(|e| e.announcement_id).collect();
+    let ids: Vec<i64> = ids.into_iter().collect();
+    let known: HashMap<i64, FullAnnouncement> = get_many(conn, &ids)?
+        .into_iter()
+        .map(|f| (f.row.id, f))
+        .collect();
+
+    // announcement id → user → strongest receipt kind in this batch
+    let mut wanted: BTreeMap<i64, BTreeMap<&str, ReceiptKind>> = BTreeMap::new();
+    let mut outcome = BatchOutcome::default();
+    for e in events {
+        let allowed = known.get(&e.announcement_id).is_some_and(|f| {
+            f.row.status() == Status::Published && f.audience.includes(&e.user_id, &e.groups)
+        });
+        if !allowed {
+            outcome.rejected += 1;
+            continue;
+        }
+        outcome.accepted += 1;
+        let kind = wanted
+            .entry(e.announcement_id)
+            .or_default()
+            .entry(e.user_id.as_str())
+            .or_insert(e.kind);
+        *kind = (*kind).max(e.kind);
+    }
+
+    conn.transaction(|conn| {
+        for (&id, users) in &wanted {
+            let rows: Vec<Receipt> = users
+                .iter()
+                .map(|(user, kind)| Receipt {
+                    announcement_id: id,
+                    user_id: user.to_string(),
+                    delivered_at: Some(at),
+                    read_at: (*kind == ReceiptKind::Read).then_some(at),
+                })
+                .collect();
+            for chunk in rows.chunks(1_000) {
+                crate::insert_ignore!(conn, r::table, chunk)?;
+            }
+            let all: Vec<&str> = users.keys().copied().collect();
+            let readers: Vec<&str> = users
+                .iter()
+                .filter(|(_, k)| **k == ReceiptKind::Read)
+                .map(|(u, _)| *u)
+                .collect();
+            for chunk in all.chunks(1_000) {
+                diesel::update(
+                    r::table
+                        .filter(r::announcement_id.eq(id))
+                        .filter(r::user_id.eq_any(chunk))
+                        .filter(r::delivered_at.is_null()),
+                )
+                .set(r::delivered_at.eq(at))
+                .execute(conn)?;
+            }
+            for chunk in readers.chunks(1_000) {
+                diesel::update(
+                    r::table
+                        .filter(r::announcement_id.eq(id))
+                        .filter(r::user_id.eq_any(chunk))
+                        .filter(r::read_at.is_null()),
+                )
+                .set(r::read_at.eq(at))
+                .execute(conn)?;
+            }
+            outcome
+                .read
+                .extend(readers.iter().map(|u| (id, u.to_string())));
+        }
+        Ok::<_, diesel::result::Error>(())
+    })?;
+    Ok(outcome)
+}
+
+fn read_by<'a>(
+    user_id: &'a str,
+) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool> + 'a> {
+    Box::new(diesel::dsl::exists(
+        r::table
+            .filter(r::announcement_id.eq(a::id))
+            .filter(r::user_id.eq(user_id))
+            .filter(r::read_at.is_not_null()),
+    ))
+}
+
+/// One inbox entry: the announcement and whether this user has read it.
+#[derive(Debug, Clone)]
+pub struct InboxItem {
+    pub announcement: Announcement,
+    pub read: bool,
+}
+
+/// The user's inbox, newest first; `before` is a cursor from the previous page.
+pub fn inbox(
+    conn: &mut DbConn,
+    user_id: &str,
+    groups: &[String],
+    unread_only: bool,
+    before: Option<i64>,
+    limit: i64,
+    now: i64,
+) -> Result<Vec<InboxItem>, DbError> {
+    let mut query = a::table
+        .filter(visible_to(user_id, groups, now))
+        .select(Announcement::as_select())
+        .order(a::publish_cursor.desc())
+        .limit(limit)
+        .into_boxed::<Backend>();
+    if unread_only {
+        query = query.filter(diesel::dsl::not(read_by(user_id)));
+    }
+    if let Some(before) = before {
+        query = query.filter(a::publish_cursor.lt(before));
+    }
+    let rows = query.load(conn)?;
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let read: BTreeSet<i64> = r::table
+        .filter(r::user_id.eq(user_id))
+        .filter(r::announcement_id.eq_any(&ids))
+        .filter(r::read_at.is_not_null())
+        .select(r::announcement_id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|announcement| InboxItem {
+            read: read.contains(&announcement.id),
+            announcement,
+        })
+        .collect())
+}
+
+/// Ids of the user's current announcements not yet read.
+pub fn unread_ids(
+    conn: &mut DbConn,
+    user_id: &str,
+    groups: &[String],
+    now: i64,
+) -> Result<Vec<i64>, DbError> {
+    Ok(a::table
+        .filter(visible_to(user_id, groups, now))
+        .filter(diesel::dsl::not(read_by(user_id)))
+        .select(a::id)
+        .load(conn)?)
+}
+
+pub fn unread_count(
+    conn: &mut DbConn,
+    user_id: &str,
+    groups: &[String],
+    now: i64,
+) -> Result<i64, DbError> {
+    Ok(a::table
+        .filter(visible_to(user_id, groups, now))
+        .filter(diesel::dsl::not(read_by(user_id)))
+        .count()
+        .get_result(conn)?)
+}
+
+/// (delivered, read) counts for one announcement.
+pub fn counts(conn: &mut DbConn, id: i64) -> Result<(i64, i64), DbError> {
+    let delivered = r::table
+        .filter(r::announcement_id.eq(id))
+        .filter(r::delivered_at.is_not_null())
+        .count()
+        .get_result(conn)?;
+    let read = r::table
+        .filter(r::announcement_id.eq(id))
+        .filter(r::read_at.is_not_null())
+        .count()
+        .get_result(conn)?;
+    Ok((delivered, read))
+}
+
+/// (delivered, read) counts for many announcements at once, for listings.
+pub fn counts_many(conn: &mut DbConn, ids: &[i64]) -> Result<HashMap<i64, (i64, i64)>, DbError> {
+    let rows: Vec<(i64, Option<i64>, Option<i64>)> = r::table
+        .filter(r::announcement_id.eq_any(ids))
+        .select((r::announcement_id, r::delivered_at, r::read_at))
+        .load(conn)?;
+    let mut out: HashMap<i64, (i64, i64)> = HashMap::new();
+    for (id, delivered, read) in rows {
+        let entry = out.entry(id).or_default();
+        entry.0 += i64::from(delivered.is_some());
+        entry.1 += i64::from(read.is_some());
+    }
+    Ok(out)
+}

@@ -1,0 +1,404 @@
+//! Turning an admin's JSON into a valid announcement, with one error per bad
+//! field so the admin console can point at it.
+
+use super::{parse_time, Audience, Level};
+use serde::Deserialize;
+
+/// Bounds on what an admin may submit (configurable, see `config.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct DraftLimits {
+    pub max_title_chars: usize,
+    pub max_content_chars: usize,
+    pub max_recipients: usize,
+}
+
+impl Default for DraftLimits {
+    fn default() -> Self {
+        DraftLimits {
+            max_title_chars: 200,
+            max_content_chars: 20_000,
+            max_recipients: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The audience as it arrives, before we know it names exactly one kind.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceInput {
+    pub all: Option<bool>,
+    pub users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+}
+
+/// `POST /api/announcements` body.
+#[derive(Debug, Deserialize)]
+pub struct CreateInput {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub level: Option<String>,
+    pub link: Option<String>,
+    pub audience: Option<AudienceInput>,
+    pub publish_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+/// `PATCH /api/announcements/{id}` body: every field optional; `link` and
+/// `expires_at` may be set to null to clear them.
+#[derive(Debug, Default, Deserialize)]
+pub struct PatchInput {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub level: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub link: Option<Option<String>>,
+    pub audience: Option<AudienceInput>,
+    pub publish_at: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub expires_at: Option<Option<String>>,
+}
+
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A validated new announcement, times in epoch milliseconds.
+#[derive(Debug, Clone)]
+pub struct AnnouncementDraft {
+    pub title: String,
+    pub content: String,
+    pub level: Level,
+    pub link: Option<String>,
+    pub audience: Audience,
+    pub publish_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A validated change to a scheduled announcement.
+#[derive(Debug, Clone, Default)]
+pub struct AnnouncementPatch {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub level: Option<Level>,
+    pub link: Option<Option<String>>,
+    pub audience: Option<Audience>,
+    pub publish_at: Option<i64>,
+    pub expires_at: Option<Option<i64>>,
+}
+
+struct Checker<'a> {
+    limits: &'a DraftLimits,
+    errors: Vec<FieldError>,
+}
+
+impl Checker<'_> {
+    fn text(&mut self, field: &str, value: &str, max: usize) -> String {
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            self.errors
+                .push(FieldError::new(field, "must not be empty"));
+        } else if trimmed.chars().count() > max {
+            self.errors.push(FieldError::new(
+                field,
+                format!("must be at most {max} characters"),
+            ));
+        }
+        trimmed.to_string()
+    }
+
+    fn level(&mut self, value: &str) -> Level {
+        Level::parse(value).unwrap_or_else(|| {
+            self.errors.push(FieldError::new(
+                "level",
+                "must be one of info, warning, critical",
+            ));
+            Level::Info
+        })
+    }
+
+    fn link(&mut self, value: &str) -> Option<String> {
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        let allowed = value.starts_with("https://")
+            || value.starts_with("http://")
+            || (value.starts_with('/') && !value.starts_with("//"));
+        if !allowed || value.len() > 2_000 {
+            self.errors.push(FieldError::new(
+                "link",
+                "must be an http(s) URL or a path starting with /",
+            ));
+        }
+        Some(value.to_string())
+    }
+
+    fn time(&mut self, field: &str, value: &str) -> Option<i64> {
+        let parsed = parse_time(value);
+        if parsed.is_none() {
+            self.errors.push(FieldError::new(
+                field,
+                "must be an RFC 3339 time such as 2026-11-21T09:00:00Z",
+            ));
+        }
+        parsed
+    }
+
+    fn audience(&mut self, input: &AudienceInput) -> Audience {
+        let given = [
+            input.all.is_some(),
+            input.users.is_some(),
+            input.groups.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            self.errors.push(FieldError::new(
+                "audience",
+                "must be exactly one of {\"all\":true}, {\"users\":[...]}, {\"groups\":[...]}",
+            ));
+            return Audience::All;
+        }
+        if let Some(all) = input.all {
+            if !all {
+                self.errors
+                    .push(FieldError::new("audience.all", "must be true when given"));
+            }
+            return Audience::All;
+        }
+        let (field, values, is_users) = match (&input.users, &input.groups) {
+            (Some(users), _) => ("audience.users", users, true),
+            (_, Some(groups)) => ("audience.groups", groups, false),
+            _ => return Audience::All,
+        };
+        let mut clean: Vec<String> = values.iter().map(|v| v.trim().to_string()).collect();
+        clean.sort();
+        clean.dedup();
+        if clean.is_empty() {
+            self.errors
+                .push(FieldError::new(field, "must name at least one"));
+        } else if clean.len() > self.limits.max_recipients {
+            self.errors.push(FieldError::new(
+                field,
+                format!("must name at most {} entries", self.limits.max_recipients),
+            ));
+        } else if clean.iter().any(|v| v.is_empty() || v.len() > 200) {
+            self.errors.push(FieldError::new(
+                field,
+                "entries must be 1 to 200 bytes long",
+            ));
+        }
+        if is_users {
+            Audience::Users(clean)
+        } else {
+            Audience::Groups(clean)
+        }
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, Vec<FieldError>> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
+impl AnnouncementDraft {
+    /// Validates a create request. `now` is the current time in epoch ms; a
+    /// missing or past `publish_at` means now.
+    pub fn validate(
+        input: &CreateInput,
+        limits: &DraftLimits,
+        now: i64,
+    ) -> Result<AnnouncementDraft, Vec<FieldError>> {
+        let mut c = Checker {
+            limits,
+            errors: Vec::new(),
+        };
+        let title = match &input.title {
+            Some(t) => c.text("title", t, limits.max_title_chars),
+            None => {
+                c.errors.push(FieldError::new("title", "is required"));
+                String::new()
+            }
+        };
+        let content = match &input.content {
+            Some(t) => c.text("content", t, limits.max_content_chars),
+            None => {
+                c.errors.push(FieldError::new("content", "is required"));
+                String::new()
+            }
+        };
+        let level = input.level.as_deref().map_or(Level::Info, |l| c.level(l));
+        let link = input.link.as_deref().and_then(|l| c.link(l));
+        let audience = match &input.audience {
+            Some(a) => c.audience(a),
+            None => {
+                c.errors.push(FieldError::new("audience", "is required"));
+                Audience::All
+            }
+        };
+        let publish_at = input
+            .publish_at
+            .as_deref()
+            .and_then(|t| c.time("publish_at", t))
+            .map_or(now, |t| t.max(now));
+        let expires_at = input
+            .expires_at
+            .as_deref()
+            .and_then(|t| c.time("expires_at", t));
+        if let Some(exp) = expires_at {
+            if exp <= publish_at {
+                c.errors
+                    .push(FieldError::new("expires_at", "must be after publish_at"));
+            }
+        }
+        c.finish(AnnouncementDraft {
+            title,
+            content,
+            level,
+            link,
+            audience,
+            publish_at,
+            expires_at,
+        })
+    }
+}
+
+impl AnnouncementPatch {
+    /// Validates a patch; `current_publish_at` is checked against a new
+    /// expiry when only the expiry changes.
+    pub fn validate(
+        input: &PatchInput,
+        limits: &DraftLimits,
+        now: i64,
+    ) -> Result<AnnouncementPatch, Vec<FieldError>> {
+        let mut c = Checker {
+            limits,
+            errors: Vec::new(),
+        };
+        let patch = AnnouncementPatch {
+            title: input
+                .title
+                .as_deref()
+                .map(|t| c.text("title", t, limits.max_title_chars)),
+            content: input
+                .content
+                .as_deref()
+                .map(|t| c.text("content", t, limits.max_content_chars)),
+            level: input.level.as_deref().map(|l| c.level(l)),
+            link: input
+                .link
+                .as_ref()
+                .map(|l| l.as_deref().and_then(|l| c.link(l))),
+            audience: input.audience.as_ref().map(|a| c.audience(a)),
+            publish_at: input
+                .publish_at
+                .as_deref()
+                .and_then(|t| c.time("publish_at", t))
+                .map(|t| t.max(now)),
+            expires_at: input
+                .expires_at
+                .as_ref()
+                .map(|e| e.as_deref().and_then(|t| c.time("expires_at", t))),
+        };
+        c.finish(patch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: serde_json::Value) -> CreateInput {
+        serde_json::from_value(json).expect("test input parses")
+    }
+
+    #[test]
+    fn minimal_draft_publishes_now_as_info() {
+        let d = AnnouncementDraft::validate(
+            &input(serde_json::json!({"title":" Hi ","content":"x","audience":{"all":true}})),
+            &DraftLimits::default(),
+            1_000,
+        )
+        .expect("valid");
+        assert_eq!(d.title, "Hi");
+        assert_eq!(d.level, Level::Info);
+        assert_eq!(d.publish_at, 1_000);
+        assert_eq!(d.audience, Audience::All);
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let errors = AnnouncementDraft::validate(
+            &input(serde_json::json!({
+                "title": "", "content": "x".repeat(20_001), "level": "loud",
+                "link": "javascript:alert(1)", "audience": {"users": []},
+                "publish_at": "soon"
+            })),
+            &DraftLimits::default(),
+            0,
+        )
+        .expect_err("invalid");
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "title",
+                "content",
+                "level",
+                "link",
+                "audience.users",
+                "publish_at"
+            ]
+        );
+    }
+
+    #[test]
+    fn audience_must_name_one_kind_within_limits() {
+        let limits = DraftLimits {
+            max_recipients: 2,
+            ..DraftLimits::default()
+        };
+        let two_kinds = input(serde_json::json!({"title":"t","content":"c",
+            "audience":{"all":true,"users":["a"]}}));
+        assert!(AnnouncementDraft::validate(&two_kinds, &limits, 0).is_err());
+        let too_many = input(serde_json::json!({"title":"t","content":"c",
+            "audience":{"users":["a","b","c"]}}));
+        let errors = AnnouncementDraft::validate(&too_many, &limits, 0).expect_err("too many");
+        assert_eq!(errors[0].field, "audience.users");
+        let dupes = input(serde_json::json!({"title":"t","content":"c",
+            "audience":{"groups":["b","a","b"]}}));
+        let d = AnnouncementDraft::validate(&dupes, &limits, 0).expect("dupes collapse");
+        assert_eq!(d.audience, Audience::Groups(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn expiry_must_follow_publish_time() {
+        let bad = input(
+            serde_json::json!({"title":"t","content":"c","audience":{"all":true},
+            "publish_at":"2030-01-01T00:00:00Z","expires_at":"2029-01-01T00:00:00Z"}),
+        );
+        let errors =
+            AnnouncementDraft::validate(&bad, &DraftLimits::default(), 0).expect_err("bad");
+        assert_eq!(errors[0].field, "expires_at");
+    }
+}

@@ -1,0 +1,119 @@
+//! herald's vocabulary without I/O: levels, audiences, announcement drafts
+//! and their validation, and the time format the API speaks.
+
+pub mod draft;
+
+pub use draft::{AnnouncementDraft, AnnouncementPatch, DraftLimits, FieldError};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How loudly an announcement asks for attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    #[default]
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "info" => Some(Level::Info),
+            "warning" => Some(Level::Warning),
+            "critical" => Some(Level::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// Who receives an announcement. "all" and groups are resolved when a user
+/// connects or reads the inbox, so later users still find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    All,
+    Users(Vec<String>),
+    Groups(Vec<String>),
+}
+
+impl Audience {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Audience::All => "all",
+            Audience::Users(_) => "users",
+            Audience::Groups(_) => "groups",
+        }
+    }
+
+    /// The explicit target values (user ids or group names); empty for "all".
+    pub fn values(&self) -> &[String] {
+        match self {
+            Audience::All => &[],
+            Audience::Users(v) | Audience::Groups(v) => v,
+        }
+    }
+
+    /// The JSON form the API speaks: `{"all":true}`, `{"users":[..]}`, `{"groups":[..]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Audience::All => serde_json::json!({ "all": true }),
+            Audience::Users(v) => serde_json::json!({ "users": v }),
+            Audience::Groups(v) => serde_json::json!({ "groups": v }),
+        }
+    }
+
+    /// True when a user with these groups is in the audience.
+    pub fn includes(&self, user_id: &str, groups: &[String]) -> bool {
+        match self {
+            Audience::All => true,
+            Audience::Users(users) => users.iter().any(|u| u == user_id),
+            Audience::Groups(wanted) => wanted.iter().any(|g| groups.contains(g)),
+        }
+    }
+}
+
+/// Renders stored epoch milliseconds as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses an RFC 3339 time into epoch milliseconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc).timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_with_milliseconds() {
+        let ms = parse_time("2026-11-21T10:00:00.123+01:00").expect("valid time");
+        assert_eq!(rfc3339(ms), "2026-11-21T09:00:00.123Z");
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn audience_includes_by_user_and_group() {
+        let groups = vec!["ops".to_string()];
+        assert!(Audience::All.includes("u1", &[]));
+        assert!(Audience::Users(vec!["u1".into()]).includes("u1", &[]));
+        assert!(!Audience::Users(vec!["u2".into()]).includes("u1", &groups));
+        assert!(Audience::Groups(vec!["ops".into()]).includes("u1", &groups));
+        assert!(!Audience::Groups(vec!["dev".into()]).includes("u1", &groups));
+    }
+}

@@ -1,0 +1,13 @@
+//! herald: a real-time announcement server. Admins schedule announcements;
+//! herald pushes them over WebSocket to every open tab of every targeted user
+//! at the publish time and keeps them in each user's inbox.
+
+pub mod actors;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod protocol;
+pub mod routes;
+pub mod startup;

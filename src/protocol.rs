@@ -1,0 +1,312 @@
+//! WebSocket protocol v1: frames from clients (with the seeds' heartbeat
+//! aliases) and frames to clients, including the legacy shapes the seeds'
+//! hand-written clients understand.
+
+use crate::db::models::Announcement;
+use crate::domain::rfc3339;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// What a client may send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// `{"type":"ping"}`, `{"type":"headerBeat"}`, `{"sendType":"HEALTH"}`,
+    /// or the bare texts `ping` and `heartCheck`.
+    Heartbeat,
+    Ack(Vec<i64>),
+    Read(Vec<i64>),
+    Sync(i64),
+    Refresh(String),
+}
+
+/// Why a client frame was not understood; sent back as an `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    pub code: &'static str,
+    pub msg: String,
+}
+
+impl FrameError {
+    fn new(code: &'static str, msg: impl Into<String>) -> FrameError {
+        FrameError {
+            code,
+            msg: msg.into(),
+        }
+    }
+}
+
+/// The most ids one ack or read frame may carry.
+pub const MAX_IDS_PER_FRAME: usize = 1_000;
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "sendType")]
+    send_type: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize)]
+struct IdsData {
+    ids: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct SyncData {
+    since: i64,
+}
+
+#[derive(Deserialize)]
+struct RefreshData {
+    token: String,
+}
+
+fn data<T: for<'de> Deserialize<'de>>(
+    kind: &str,
+    value: Value,
+    shape: &str,
+) -> Result<T, FrameError> {
+    serde_json::from_value(value).map_err(|_| {
+        FrameError::new(
+            "bad_frame",
+            format!("'{kind}' needs data of the form {shape}"),
+        )
+    })
+}
+
+fn ids(kind: &str, value: Value) -> Result<Vec<i64>, FrameError> {
+    let IdsData { ids } = data(kind, value, r#"{"ids":[1,2]}"#)?;
+    if ids.len() > MAX_IDS_PER_FRAME {
+        return Err(FrameError::new(
+            "bad_frame",
+            format!("at most {MAX_IDS_PER_FRAME} ids per frame"),
+        ));
+    }
+    Ok(ids)
+}
+
+/// Parses one text frame. Never panics, whatever the bytes.
+pub fn parse_client_text(text: &str) -> Result<ClientFrame, FrameError> {
+    let trimmed = text.trim();
+    if trimmed == "ping" || trimmed == "heartCheck" {
+        return Ok(ClientFrame::Heartbeat);
+    }
+    let envelope: Envelope = serde_json::from_str(trimmed).map_err(|_| {
+        FrameError::new(
+            "bad_json",
+            "frames are JSON objects like {\"type\":\"ping\"}",
+        )
+    })?;
+    if envelope.send_type.as_deref() == Some("HEALTH") {
+        return Ok(ClientFrame::Heartbeat);
+    }
+    let Some(kind) = envelope.kind else {
+        return Err(FrameError::new("bad_frame", "the frame has no \"type\""));
+    };
+    match kind.as_str() {
+        "ping" | "headerBeat" | "heartbeat" => Ok(ClientFrame::Heartbeat),
+        "ack" => ids(&kind, envelope.data).map(ClientFrame::Ack),
+        "read" => ids(&kind, envelope.data).map(ClientFrame::Read),
+        "sync" => data::<SyncData>(&kind, envelope.data, r#"{"since":0}"#)
+            .map(|d| ClientFrame::Sync(d.since.max(0))),
+        "refresh" => data::<RefreshData>(&kind, envelope.data, r#"{"token":"..."}"#)
+            .map(|d| ClientFrame::Refresh(d.token)),
+        other => Err(FrameError::new(
+            "unknown_type",
+            format!("unknown frame type '{}'", truncate(other, 40)),
+        )),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// An announcement as clients and the inbox see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnouncementView {
+    pub id: i64,
+    pub title: String,
+    pub content: String,
+    pub level: String,
+    pub link: Option<String>,
+    pub publish_at: String,
+    pub expires_at: Option<String>,
+    pub cursor: Option<i64>,
+}
+
+impl From<&Announcement> for AnnouncementView {
+    fn from(a: &Announcement) -> Self {
+        AnnouncementView {
+            id: a.id,
+            title: a.title.clone(),
+            content: a.content.clone(),
+            level: a.level.clone(),
+            link: a.link.clone(),
+            publish_at: rfc3339(a.published_at.unwrap_or(a.publish_at)),
+            expires_at: a.expires_at.map(rfc3339),
+            cursor: a.publish_cursor,
+        }
+    }
+}
+
+fn frame(kind: &str, data: Value) -> String {
+    json!({ "type": kind, "data": data }).to_string()
+}
+
+/// `announcement`; the legacy form repeats the display fields at the top
+/// level for clients that read `title` off the frame itself.
+pub fn announcement(view: &AnnouncementView, legacy: bool) -> String {
+    let data = serde_json::to_value(view).unwrap_or(Value::Null);
+    if !legacy {
+        return frame("announcement", data);
+    }
+    json!({
+        "type": "announcement",
+        "data": data,
+        "id": view.id,
+        "title": view.title,
+        "content": view.content,
+        "level": view.level,
+        "link": view.link,
+    })
+    .to_string()
+}
+
+pub struct Welcome<'a> {
+    pub user_id: &'a str,
+    pub session_id: u64,
+    pub heartbeat_ms: u64,
+    pub server_time: i64,
+    pub cursor: i64,
+    pub unread: i64,
+}
+
+pub fn welcome(w: &Welcome<'_>) -> String {
+    frame(
+        "welcome",
+        json!({
+            "user_id": w.user_id,
+            "session_id": w.session_id.to_string(),
+            "heartbeat_ms": w.heartbeat_ms,
+            "server_time": rfc3339(w.server_time),
+            "cursor": w.cursor,
+            "unread": w.unread,
+        }),
+    )
+}
+
+pub fn retract(id: i64) -> String {
+    frame("retract", json!({ "id": id }))
+}
+
+pub fn read(ids: &[i64]) -> String {
+    frame("read", json!({ "ids": ids }))
+}
+
+/// `pong`; legacy clients also get `"code": 2`, which seed 004 treats as
+/// "the server is alive".
+pub fn pong(ts: i64, legacy: bool) -> String {
+    if legacy {
+        json!({ "type": "pong", "code": 2, "data": { "ts": ts } }).to_string()
+    } else {
+        frame("pong", json!({ "ts": ts }))
+    }
+}
+
+pub fn error(code: &str, msg: &str) -> String {
+    frame("error", json!({ "code": code, "msg": msg }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_heartbeat_alias_is_a_heartbeat() {
+        for text in [
+            "ping",
+            "heartCheck",
+            r#"{"type":"ping"}"#,
+            r#"{"type":"headerBeat","msg":"test"}"#,
+            r#"{"sendType":"HEALTH"}"#,
+        ] {
+            assert_eq!(
+                parse_client_text(text),
+                Ok(ClientFrame::Heartbeat),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn ack_read_sync_refresh_parse() {
+        assert_eq!(
+            parse_client_text(r#"{"type":"ack","data":{"ids":[1,2]}}"#),
+            Ok(ClientFrame::Ack(vec![1, 2]))
+        );
+        assert_eq!(
+            parse_client_text(r#"{"type":"read","data":{"ids":[3]}}"#),
+            Ok(ClientFrame::Read(vec![3]))
+        );
+        assert_eq!(
+            parse_client_text(r#"{"type":"sync","data":{"since":7}}"#),
+            Ok(ClientFrame::Sync(7))
+        );
+        assert_eq!(
+            parse_client_text(r#"{"type":"refresh","data":{"token":"t"}}"#),
+            Ok(ClientFrame::Refresh("t".into()))
+        );
+    }
+
+    #[test]
+    fn malformed_frames_get_codes() {
+        let code = |t: &str| parse_client_text(t).map_err(|e| e.code);
+        assert_eq!(code("{not json"), Err("bad_json"));
+        assert_eq!(code("[1,2]"), Err("bad_json"));
+        assert_eq!(code(r#"{"type":"dance"}"#), Err("unknown_type"));
+        assert_eq!(code(r#"{"data":{}}"#), Err("bad_frame"));
+        assert_eq!(
+            code(r#"{"type":"ack","data":{"ids":"x"}}"#),
+            Err("bad_frame")
+        );
+        assert_eq!(code(r#"{"type":"ack"}"#), Err("bad_frame"));
+        let many: Vec<i64> = (0..2_000).collect();
+        let big = json!({"type":"ack","data":{"ids": many}}).to_string();
+        assert_eq!(code(&big), Err("bad_frame"));
+    }
+
+    #[test]
+    fn unknown_type_message_is_bounded_and_char_safe() {
+        let long = format!(r#"{{"type":"{}"}}"#, "é".repeat(500));
+        let err = parse_client_text(&long).expect_err("unknown");
+        assert!(err.msg.chars().count() < 80);
+    }
+
+    #[test]
+    fn legacy_announcement_has_top_level_fields() {
+        let view = AnnouncementView {
+            id: 5,
+            title: "T".into(),
+            content: "C".into(),
+            level: "info".into(),
+            link: None,
+            publish_at: "2026-01-01T00:00:00.000Z".into(),
+            expires_at: None,
+            cursor: Some(9),
+        };
+        let v: Value = serde_json::from_str(&announcement(&view, true)).expect("json");
+        assert_eq!(v["title"], "T");
+        assert_eq!(v["data"]["title"], "T");
+        assert_eq!(v["data"]["cursor"], 9);
+        let v: Value = serde_json::from_str(&announcement(&view, false)).expect("json");
+        assert!(v.get("title").is_none());
+        let p: Value = serde_json::from_str(&pong(1, true)).expect("json");
+        assert_eq!(p["code"], 2);
+    }
+}

@@ -1,0 +1,278 @@
+//! The admin REST API: announcements (create, list, get, patch, cancel or
+//! retract), presence, and user tokens for host apps and the demo.
+
+use super::auth::AdminAuth;
+use crate::actors::messages::{GetPresence, GetUserSessions, Retract, Wake};
+use crate::db::announcements::{ChangeOutcome, WithdrawOutcome};
+use crate::db::models::{FullAnnouncement, Status};
+use crate::db::{self};
+use crate::domain::draft::{CreateInput, PatchInput};
+use crate::domain::{rfc3339, AnnouncementDraft, AnnouncementPatch};
+use crate::error::AppError;
+use crate::startup::AppState;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/announcements")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(
+        web::resource("/announcements/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(withdraw)),
+    )
+    .route("/presence", web::get().to(presence))
+    .route("/presence/{user_id}", web::get().to(user_presence))
+    .route("/tokens", web::post().to(mint_token));
+}
+
+/// The admin's view of an announcement; `counts` are (delivered, read).
+pub fn view(full: &FullAnnouncement, counts: (i64, i64)) -> Value {
+    let a = &full.row;
+    json!({
+        "id": a.id,
+        "title": a.title,
+        "content": a.content,
+        "level": a.level,
+        "link": a.link,
+        "audience": full.audience.to_json(),
+        "status": a.status,
+        "publish_at": rfc3339(a.publish_at),
+        "expires_at": a.expires_at.map(rfc3339),
+        "created_at": rfc3339(a.created_at),
+        "updated_at": rfc3339(a.updated_at),
+        "published_at": a.published_at.map(rfc3339),
+        "retracted_at": a.retracted_at.map(rfc3339),
+        "cursor": a.publish_cursor,
+        "stats": {
+            "targeted": a.targeted,
+            "online_at_publish": a.online_at_publish,
+            "delivered": counts.0,
+            "read": counts.1,
+        },
+    })
+}
+
+fn parse_id(raw: &str) -> Result<i64, AppError> {
+    raw.parse()
+        .map_err(|_| AppError::NotFound(format!("announcement {raw}")))
+}
+
+async fn create(
+    _: AdminAuth,
+    state: web::Data<AppState>,
+    body: web::Json<CreateInput>,
+) -> Result<HttpResponse, AppError> {
+    let now = db::now_ms();
+    let draft = AnnouncementDraft::validate(&body, &state.settings.draft_limits(), now)
+        .map_err(AppError::Validation)?;
+    let full = db::run(&state.pool, move |conn| {
+        db::announcements::insert(conn, &draft, now)
+    })
+    .await?;
+    tracing::info!(announcement_id = full.row.id, audience = full.audience.kind(), publish_at = %rfc3339(full.row.publish_at), "announcement created");
+    state.scheduler.do_send(Wake {
+        publish_at: full.row.publish_at,
+    });
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/announcements/{}", full.row.id)))
+        .json(view(&full, (0, 0))))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    before: Option<i64>,
+}
+
+async fn list(
+    _: AdminAuth,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_query",
+                "status must be scheduled, published, cancelled or retracted",
+                Some("status"),
+            )
+        })?),
+    };
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let before = query.before;
+    let (items, counts) = db::run(&state.pool, move |conn| {
+        let items = db::announcements::list(conn, status, before, limit)?;
+        let ids: Vec<i64> = items.iter().map(|f| f.row.id).collect();
+        let counts = db::receipts::counts_many(conn, &ids)?;
+        Ok((items, counts))
+    })
+    .await?;
+    let next_before = (items.len() as i64 == limit)
+        .then(|| items.last().map(|f| f.row.id))
+        .flatten();
+    let items: Vec<Value> = items
+        .iter()
+        .map(|f| view(f, counts.get(&f.row.id).copied().unwrap_or_default()))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_before": next_before })))
+}
+
+async fn get(
+    _: AdminAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path)?;
+    let found = db::run(&state.pool, move |conn| {
+        match db::announcements::get(conn, id)? {
+            Some(full) => Ok(Some((db::receipts::counts(conn, id)?, full))),
+            None => Ok(None),
+        }
+    })
+    .await?;
+    let (counts, full) = found.ok_or_else(|| AppError::NotFound(format!("announcement {id}")))?;
+    Ok(HttpResponse::Ok().json(view(&full, counts)))
+}
+
+async fn patch(
+    _: AdminAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<PatchInput>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path)?;
+    let now = db::now_ms();
+    let change = AnnouncementPatch::validate(&body, &state.settings.draft_limits(), now)
+        .map_err(AppError::Validation)?;
+    let outcome = db::run(&state.pool, move |conn| {
+        db::announcements::update_scheduled(conn, id, &change, now)
+    })
+    .await?;
+    match outcome {
+        ChangeOutcome::Changed(full) => {
+            if let Some(exp) = full.row.expires_at {
+                if exp <= full.row.publish_at {
+                    tracing::warn!(announcement_id = id, "patched expiry precedes publish time");
+                }
+            }
+            state.scheduler.do_send(Wake {
+                publish_at: full.row.publish_at,
+            });
+            Ok(HttpResponse::Ok().json(view(&full, (0, 0))))
+        }
+        ChangeOutcome::NotFound => Err(AppError::NotFound(format!("announcement {id}"))),
+        ChangeOutcome::NotScheduled(status) => Err(AppError::Conflict {
+            code: "not_scheduled",
+            message: format!(
+                "announcement {id} is {}; only scheduled announcements can be changed",
+                status.as_str()
+            ),
+        }),
+    }
+}
+
+async fn withdraw(
+    _: AdminAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path)?;
+    let now = db::now_ms();
+    let outcome = db::run(&state.pool, move |conn| {
+        db::announcements::withdraw(conn, id, now)
+    })
+    .await?;
+    let full = match outcome {
+        WithdrawOutcome::NotFound => return Err(AppError::NotFound(format!("announcement {id}"))),
+        WithdrawOutcome::Cancelled(full) => {
+            tracing::info!(announcement_id = id, "announcement cancelled");
+            full
+        }
+        WithdrawOutcome::Retracted(full) => {
+            tracing::info!(announcement_id = id, "announcement retracted");
+            state.registry.do_send(Retract {
+                id,
+                audience: full.audience.clone(),
+            });
+            full
+        }
+        WithdrawOutcome::Unchanged(full) => full,
+    };
+    Ok(HttpResponse::Ok().json(view(&full, (0, 0))))
+}
+
+async fn presence(_: AdminAuth, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let snapshot = state
+        .registry
+        .send(GetPresence)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "scope": "node",
+        "users": snapshot.users,
+        "total_users": snapshot.total_users,
+        "total_sessions": snapshot.total_sessions,
+    })))
+}
+
+async fn user_presence(
+    _: AdminAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let user_id = path.into_inner();
+    let sessions = state
+        .registry
+        .send(GetUserSessions(user_id.clone()))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "user_id": user_id,
+        "online": sessions > 0,
+        "sessions": sessions,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    user_id: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    ttl_seconds: Option<u64>,
+}
+
+async fn mint_token(
+    _: AdminAuth,
+    state: web::Data<AppState>,
+    body: web::Json<TokenRequest>,
+) -> Result<HttpResponse, AppError> {
+    let user_id = body.user_id.trim();
+    if user_id.is_empty() || user_id.len() > 200 {
+        return Err(AppError::Validation(vec![crate::domain::FieldError {
+            field: "user_id".into(),
+            message: "must be 1 to 200 bytes long".into(),
+        }]));
+    }
+    let ttl = body
+        .ttl_seconds
+        .unwrap_or(state.settings.token_ttl)
+        .clamp(1, 366 * 24 * 3600);
+    let (token, claims) = state
+        .keys
+        .mint(user_id, &body.groups, ttl)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Created().json(json!({
+        "token": token,
+        "user_id": claims.sub,
+        "groups": claims.groups,
+        "expires_at": rfc3339(claims.exp as i64 * 1000),
+    })))
+}

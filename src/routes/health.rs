@@ -1,0 +1,38 @@
+//! `/healthz` (the process answers) and `/readyz` (the database answers and
+//! the scheduler has ticked recently).
+
+use crate::db;
+use crate::startup::AppState;
+use actix_web::{get, web, HttpResponse};
+use diesel::prelude::*;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = db::run(&state.pool, |conn| {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
+            .get_result::<i32>(conn)
+            .map_err(Into::into)
+    })
+    .await;
+    let last_tick = state.scheduler_alive.load(Ordering::Relaxed);
+    let stale_after = (state.settings.poll_interval().as_millis() as i64) * 5 + 10_000;
+    let scheduler_ok = db::now_ms() - last_tick < stale_after;
+    let database_ok = database.is_ok();
+    let body = json!({
+        "status": if database_ok && scheduler_ok { "ready" } else { "not_ready" },
+        "database": if database_ok { "ok".to_string() } else { database.err().map(|e| e.to_string()).unwrap_or_default() },
+        "scheduler": if scheduler_ok { "ok" } else { "stalled" },
+    });
+    if database_ok && scheduler_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,141 @@
+//! The user REST API: my inbox, unread count, mark read. The user is the
+//! `sub` of the bearer JWT; nobody reads another user's inbox.
+
+use super::auth::UserAuth;
+use crate::actors::messages::ReadSync;
+use crate::db::receipts::{ReceiptEvent, ReceiptKind};
+use crate::db::{self};
+use crate::error::AppError;
+use crate::protocol::AnnouncementView;
+use crate::startup::AppState;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/me/inbox", web::get().to(inbox))
+        .route("/me/inbox/read-all", web::post().to(read_all))
+        .route("/me/inbox/{id}/read", web::post().to(read_one))
+        .route("/me/unread-count", web::get().to(unread_count));
+}
+
+#[derive(Debug, Deserialize)]
+struct InboxQuery {
+    unread: Option<bool>,
+    limit: Option<i64>,
+    before: Option<i64>,
+}
+
+async fn inbox(
+    UserAuth(claims): UserAuth,
+    state: web::Data<AppState>,
+    query: web::Query<InboxQuery>,
+) -> Result<HttpResponse, AppError> {
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let unread_only = query.unread.unwrap_or(false);
+    let before = query.before;
+    let items = db::run(&state.pool, move |conn| {
+        db::receipts::inbox(
+            conn,
+            &claims.sub,
+            &claims.groups,
+            unread_only,
+            before,
+            limit,
+            db::now_ms(),
+        )
+    })
+    .await?;
+    let next_before = (items.len() as i64 == limit)
+        .then(|| items.last().and_then(|i| i.announcement.publish_cursor))
+        .flatten();
+    let items: Vec<serde_json::Value> = items
+        .iter()
+        .map(|item| {
+            let mut v = serde_json::to_value(AnnouncementView::from(&item.announcement))
+                .unwrap_or_default();
+            v["read"] = json!(item.read);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_before": next_before })))
+}
+
+async fn unread_count(
+    UserAuth(claims): UserAuth,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let unread = db::run(&state.pool, move |conn| {
+        db::receipts::unread_count(conn, &claims.sub, &claims.groups, db::now_ms())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "unread": unread })))
+}
+
+/// Writes read receipts now (not batched: the caller waits for the answer)
+/// and tells the user's open tabs.
+async fn mark_read(
+    state: &AppState,
+    user_id: String,
+    groups: Vec<String>,
+    ids: Vec<i64>,
+) -> Result<usize, AppError> {
+    let groups: Arc<[String]> = groups.into();
+    let events: Vec<ReceiptEvent> = ids
+        .iter()
+        .map(|&announcement_id| ReceiptEvent {
+            announcement_id,
+            user_id: user_id.clone(),
+            groups: groups.clone(),
+            kind: ReceiptKind::Read,
+        })
+        .collect();
+    let outcome = db::run(&state.pool, move |conn| {
+        db::receipts::record(conn, &events, db::now_ms())
+    })
+    .await?;
+    let ids: Vec<i64> = outcome.read.iter().map(|(id, _)| *id).collect();
+    if !ids.is_empty() {
+        state.registry.do_send(ReadSync {
+            user_id,
+            ids,
+            except: None,
+        });
+    }
+    Ok(outcome.accepted)
+}
+
+async fn read_one(
+    UserAuth(claims): UserAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id: i64 = path
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("announcement {path}")))?;
+    let accepted = mark_read(&state, claims.sub, claims.groups, vec![id]).await?;
+    if accepted == 0 {
+        return Err(AppError::NotFound(format!(
+            "announcement {id} in your inbox"
+        )));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "read": true })))
+}
+
+async fn read_all(
+    UserAuth(claims): UserAuth,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let (user, groups) = (claims.sub.clone(), claims.groups.clone());
+    let ids = db::run(&state.pool, move |conn| {
+        db::receipts::unread_ids(conn, &user, &groups, db::now_ms())
+    })
+    .await?;
+    let marked = if ids.is_empty() {
+        0
+    } else {
+        mark_read(&state, claims.sub, claims.groups, ids).await?
+    };
+    Ok(HttpResponse::Ok().json(json!({ "marked": marked })))
+}

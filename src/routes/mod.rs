@@ -1,0 +1,49 @@
+//! HTTP routes: the WebSocket endpoint (and its legacy URL forms), the admin
+//! and user REST APIs, health, and the embedded demo pages.
+
+pub mod admin;
+pub mod auth;
+pub mod health;
+pub mod me;
+pub mod static_files;
+pub mod ws;
+
+use crate::error::AppError;
+use actix_web::{error::JsonPayloadError, web, HttpRequest};
+
+/// Registers every route on an app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .configure(ws::configure)
+        .service(
+            web::scope("/api")
+                .configure(admin::configure)
+                .configure(me::configure),
+        )
+        .configure(static_files::configure);
+}
+
+/// Malformed or oversized JSON bodies answer in the API's error format.
+pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let app = match &err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            AppError::PayloadTooLarge("the request body is too large".into())
+        }
+        JsonPayloadError::ContentType => AppError::bad_request(
+            "unsupported_content_type",
+            "send JSON with Content-Type: application/json",
+            None,
+        ),
+        JsonPayloadError::Deserialize(e) => {
+            AppError::bad_request("invalid_json", format!("the body is not valid: {e}"), None)
+        }
+        other => AppError::bad_request("invalid_body", other.to_string(), None),
+    };
+    app.into()
+}
+
+/// Malformed query strings answer in the API's error format.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    AppError::bad_request("invalid_query", err.to_string(), None).into()
+}

@@ -1,0 +1,79 @@
+//! The demo pages and `herald.js`, embedded in the binary so herald serves
+//! them from any working directory. Each carries an ETag; HTML and scripts
+//! are revalidated on every load so an upgrade is never half-applied.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! asset {
+    ($path:literal, $type:literal) => {
+        Asset {
+            path: $path,
+            content_type: $type,
+            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/static/", $path)),
+        }
+    };
+}
+
+static ASSETS: &[Asset] = &[
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("admin.html", "text/html; charset=utf-8"),
+    asset!("app.js", "text/javascript; charset=utf-8"),
+    asset!("admin.js", "text/javascript; charset=utf-8"),
+    asset!("herald.js", "text/javascript; charset=utf-8"),
+    asset!("herald.css", "text/css; charset=utf-8"),
+];
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index))
+        .route("/{file}", web::get().to(file));
+}
+
+/// A weak validator from the content: FNV-1a is enough to tell versions apart.
+fn etag(body: &[u8]) -> String {
+    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("\"{hash:016x}\"")
+}
+
+fn serve(req: &HttpRequest, asset: &Asset) -> HttpResponse {
+    let tag = etag(asset.body);
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+    let mut response = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, tag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Content-Type-Options", "nosniff"));
+    if fresh {
+        return response.finish();
+    }
+    response.content_type(asset.content_type).body(asset.body)
+}
+
+async fn index(req: HttpRequest) -> HttpResponse {
+    serve(&req, &ASSETS[0])
+}
+
+async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
+    match ASSETS.iter().find(|a| a.path == name.as_str()) {
+        Some(asset) => serve(&req, asset),
+        None => actix_web::ResponseError::error_response(&crate::error::AppError::NotFound(
+            format!("/{name}"),
+        )),
+    }
+}

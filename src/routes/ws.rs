@@ -1,0 +1,170 @@
+//! The WebSocket endpoint: token from `Sec-WebSocket-Protocol`, `?token=` or
+//! a cookie; the seeds' URL forms (`/ws/<id>`, `/ws/<id>:<anything>`,
+//! `/websocket/<id>`, `?uid=`); and the subprotocol echo browsers require.
+
+use crate::actors::session::{close, Rejected, Session, SessionParams};
+use crate::auth::TokenError;
+use crate::error::AppError;
+use crate::startup::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use serde::Deserialize;
+
+pub const SUBPROTOCOL: &str = "herald.v1";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(connect))
+        .route("/ws/{tail}", web::get().to(connect_legacy))
+        .route("/websocket/{id}", web::get().to(connect_legacy));
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WsQuery {
+    id: Option<String>,
+    uid: Option<String>,
+    token: Option<String>,
+    since: Option<String>,
+    heartbeat: Option<String>,
+}
+
+/// The values a client offered in `Sec-WebSocket-Protocol`.
+fn offered_protocols(req: &HttpRequest) -> Vec<String> {
+    req.headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// Where the token came from decides what the handshake must echo.
+struct Credentials {
+    token: Option<String>,
+    /// The subprotocol to answer with: `herald.v1` when offered, else the
+    /// offered token itself (seed 002 offers only `[token]`).
+    echo: Option<String>,
+}
+
+fn credentials(req: &HttpRequest, query: &WsQuery, cookie_name: &str) -> Credentials {
+    let offered = offered_protocols(req);
+    let has_v1 = offered.iter().any(|p| p == SUBPROTOCOL);
+    let from_protocol = offered.iter().find(|p| *p != SUBPROTOCOL).cloned();
+    let echo = if has_v1 {
+        Some(SUBPROTOCOL.to_string())
+    } else {
+        from_protocol.clone()
+    };
+    let token = from_protocol
+        .or_else(|| query.token.clone())
+        .or_else(|| req.cookie(cookie_name).map(|c| c.value().to_string()));
+    Credentials { token, echo }
+}
+
+async fn connect(
+    req: HttpRequest,
+    stream: web::Payload,
+    query: web::Query<WsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let legacy = query.id.is_none() && query.uid.is_some();
+    let user_id = query.id.clone().or_else(|| query.uid.clone());
+    start(req, stream, query.into_inner(), user_id, legacy, state)
+}
+
+async fn connect_legacy(
+    req: HttpRequest,
+    stream: web::Payload,
+    path: web::Path<String>,
+    query: web::Query<WsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    // Seed 000 appends ":<timestamp>" to make each URL unique.
+    let user_id = path.split(':').next().unwrap_or_default().to_string();
+    start(req, stream, query.into_inner(), Some(user_id), true, state)
+}
+
+fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match req.headers().get(actix_web::http::header::ORIGIN) {
+        Some(origin) => origin
+            .to_str()
+            .is_ok_and(|o| allowed.iter().any(|a| a == o)),
+        // Non-browser clients send no Origin; cross-site hijacking needs one.
+        None => true,
+    }
+}
+
+fn start(
+    req: HttpRequest,
+    stream: web::Payload,
+    query: WsQuery,
+    user_id: Option<String>,
+    legacy: bool,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let settings = &state.settings;
+    if !origin_allowed(&req, &settings.allowed_origins) {
+        return Err(AppError::Forbidden("this Origin may not open a WebSocket here".into()).into());
+    }
+    let creds = credentials(&req, &query, &settings.token_cookie);
+    let echo: Vec<&str> = creds.echo.as_deref().into_iter().collect();
+    let rejected = |code: u16, error_code: &'static str, message: String| {
+        tracing::debug!(code, error_code, %message, "websocket rejected");
+        Err(Rejected {
+            code,
+            error_code,
+            message,
+        })
+    };
+    let verdict = match creds.token {
+        None => rejected(
+            close::UNAUTHORIZED,
+            "missing_token",
+            "send a token in Sec-WebSocket-Protocol, ?token= or the cookie".into(),
+        ),
+        Some(token) => match user_id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) => state.keys.verify_for(&token, id),
+            None => state.keys.verify(&token),
+        }
+        .or_else(|e| match e {
+            TokenError::WrongUser => rejected(
+                close::FORBIDDEN,
+                "forbidden",
+                "the token belongs to another user".into(),
+            ),
+            TokenError::Expired => rejected(
+                close::UNAUTHORIZED,
+                "token_expired",
+                "the token has expired".into(),
+            ),
+            e => rejected(close::UNAUTHORIZED, "unauthorized", e.to_string()),
+        }),
+    };
+    let claims = match verdict {
+        Ok(claims) => claims,
+        Err(rejected) => {
+            return ws::WsResponseBuilder::new(rejected, &req, stream)
+                .protocols(&echo)
+                .start()
+        }
+    };
+
+    let requested = query.heartbeat.as_deref().and_then(|h| h.parse().ok());
+    let interval = settings.heartbeat_for(requested);
+    let params = SessionParams {
+        user_id: claims.sub,
+        groups: claims.groups,
+        token_exp: claims.exp,
+        legacy,
+        since: query.since.as_deref().and_then(|s| s.parse().ok()),
+        interval,
+        timeout: settings.timeout_for(interval),
+    };
+    ws::WsResponseBuilder::new(Session::new(params, state.session_deps()), &req, stream)
+        .protocols(&echo)
+        .frame_size(settings.max_frame_bytes)
+        .start()
+}

@@ -1,0 +1,251 @@
+//! Wiring: pool and migrations, secrets, the registry, scheduler and receipt
+//! writer (each started once, before the HTTP server), routes, bind, serve.
+
+use crate::actors::messages::CloseAll;
+use crate::actors::receipts::ReceiptWriter;
+use crate::actors::registry::Registry;
+use crate::actors::scheduler::Scheduler;
+use crate::actors::session::{close, SessionDeps};
+use crate::auth::{random_secret, TokenKeys};
+use crate::config::Settings;
+use crate::db::{self, settings as stored, DbPool};
+use crate::routes;
+use actix::prelude::*;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a request handler may need, shared by every worker.
+pub struct AppState {
+    pub pool: DbPool,
+    pub settings: Arc<Settings>,
+    pub keys: TokenKeys,
+    pub admin_token: String,
+    pub registry: Addr<Registry>,
+    pub scheduler: Addr<Scheduler>,
+    pub receipts: Addr<ReceiptWriter>,
+    pub scheduler_alive: Arc<AtomicI64>,
+}
+
+impl AppState {
+    pub fn session_deps(&self) -> SessionDeps {
+        SessionDeps {
+            pool: self.pool.clone(),
+            registry: self.registry.clone(),
+            receipts: self.receipts.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid settings: {0}")]
+    Settings(String),
+    #[error(transparent)]
+    Database(#[from] db::DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Secrets in force: from settings when given, else generated once and kept
+/// in the database. `generated_admin` is set when this start created it.
+pub struct Secrets {
+    pub jwt_secret: String,
+    pub admin_token: String,
+    pub generated_admin: bool,
+}
+
+pub fn load_secrets(pool: &DbPool, settings: &Settings) -> Result<Secrets, db::DbError> {
+    let mut conn = pool.get()?;
+    let jwt_secret = match &settings.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => stored::get_or_create(&mut conn, stored::JWT_SECRET, || random_secret(32))?.0,
+    };
+    let (admin_token, generated_admin) = match &settings.admin_token {
+        Some(token) => (token.clone(), false),
+        None => stored::get_or_create(&mut conn, stored::ADMIN_TOKEN, || random_secret(24))?,
+    };
+    Ok(Secrets {
+        jwt_secret,
+        admin_token,
+        generated_admin,
+    })
+}
+
+/// A built, bound, not yet running herald.
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub state: web::Data<AppState>,
+    pub generated_admin_token: Option<String>,
+}
+
+impl Application {
+    /// Connects, migrates, starts the actors and binds. Call inside an
+    /// actix system (`#[actix_web::main]` or `#[actix_web::test]`).
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        settings.validate().map_err(StartError::Settings)?;
+        let settings = Arc::new(settings);
+        let url = settings.database_url.clone();
+        let pool_size = settings.db_pool_size;
+        let pool = actix_web::rt::task::spawn_blocking(move || db::connect(&url, pool_size))
+            .await
+            .map_err(|e| db::DbError::Blocking(e.to_string()))??;
+        let secrets = {
+            let (pool, settings) = (pool.clone(), settings.clone());
+            actix_web::rt::task::spawn_blocking(move || load_secrets(&pool, &settings))
+                .await
+                .map_err(|e| db::DbError::Blocking(e.to_string()))??
+        };
+
+        let registry = Registry::new(settings.max_sessions_per_user).start();
+        let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
+        let scheduler = Scheduler::new(
+            pool.clone(),
+            registry.clone(),
+            settings.poll_interval(),
+            scheduler_alive.clone(),
+        )
+        .start();
+        let receipts = ReceiptWriter::new(
+            pool.clone(),
+            registry.clone(),
+            Duration::from_millis(settings.receipt_flush_ms.max(1)),
+        )
+        .start();
+
+        let state = web::Data::new(AppState {
+            pool,
+            settings: settings.clone(),
+            keys: TokenKeys::new(&secrets.jwt_secret),
+            admin_token: secrets.admin_token.clone(),
+            registry,
+            scheduler,
+            receipts,
+            scheduler_alive,
+        });
+
+        let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
+            addr: settings.bind.clone(),
+            source,
+        })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let server = serve(listener, state.clone(), &settings)?;
+        Ok(Application {
+            port,
+            server,
+            state,
+            generated_admin_token: secrets.generated_admin.then_some(secrets.admin_token),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or a stop through `handle()`): then stops
+    /// accepting, closes every session with 1001, and lets in-flight requests
+    /// finish within the grace period.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let registry = self.state.registry.clone();
+        let server = self.server;
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: closing sessions with 1001");
+            let closed = registry
+                .send(CloseAll {
+                    code: close::GOING_AWAY,
+                    reason: "server shutting down",
+                })
+                .await
+                .unwrap_or(0);
+            tracing::info!(sessions = closed, "sessions told to reconnect elsewhere");
+            handle.stop(true).await;
+        });
+        server.await
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn serve(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    settings: &Settings,
+) -> Result<Server, StartError> {
+    let body_limit = settings.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(body_limit)
+                    .error_handler(routes::json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(routes::query_error))
+            .wrap(actix_web::middleware::from_fn(log_request))
+            .configure(routes::configure)
+    })
+    // Our own signal handler closes sessions first, then stops the server.
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_grace);
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    let addr = settings.bind.clone();
+    Ok(server
+        .listen(listener)
+        .map_err(|source| StartError::Bind { addr, source })?
+        .run())
+}
+
+/// Logs each request with its outcome; server errors at warn level.
+async fn log_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_string();
+    let res = next.call(req).await?;
+    let status = res.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, ms, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status, ms, "request");
+    }
+    Ok(res)
+}

@@ -1,0 +1,390 @@
+/**
+ * herald.js — browser client for the herald announcement server (WebSocket protocol v1).
+ *
+ * A dependency-free ES module that does once, properly, what every hand-written
+ * "SocketService" does badly: app-level heartbeat, dead-connection detection, reconnect with
+ * capped exponential backoff and full jitter, no retry on auth failures (4001/4003), resume by
+ * cursor across reconnects and page reloads, de-duplication by announcement id, ack and read.
+ *
+ *   import HeraldClient from '/herald.js';
+ *   const client = new HeraldClient({ userId: 'alice', token: jwt });
+ *   client.on('announcement', (a) => showToast(a.title, a.content));
+ *   client.on('state', (state) => console.log('herald:', state));
+ *   client.connect();
+ *
+ * Events (on(type, fn) returns an unsubscribe function):
+ *   welcome, announcement, retract, read, pong, error — the `data` of the server frame;
+ *   error also carries local problems ({code: 'bad_frame' | 'connect_failed' | 'gave_up', msg});
+ *   state — (state, previous); close — {code, reason} whenever a connection ends.
+ * States: idle | connecting | open | reconnecting | unauthorized | forbidden | closed.
+ */
+
+const EVENTS = ['welcome', 'announcement', 'retract', 'read', 'error', 'state', 'pong', 'close'];
+const SEEN_LIMIT = 500;
+/** Close codes after which retrying cannot help: the state they end in. */
+const FINAL_CLOSE = { 4001: 'unauthorized', 4003: 'forbidden' };
+/** Close codes that ask us to come back later: minimum delay before reconnecting (ms). */
+const MIN_RETRY_DELAY = { 1001: 1000, 4029: 5000 };
+
+export class HeraldClient {
+  constructor({
+    url = defaultUrl(),
+    userId,
+    token,
+    storage = defaultStorage(),
+    heartbeatMs = 25000,
+    deadAfterMs = 60000,
+    maxBackoffMs = 30000,
+    baseBackoffMs = 500,
+    maxRetries = Infinity,
+  } = {}) {
+    if (userId == null || userId === '') throw new TypeError('HeraldClient: userId is required');
+    this.url = url;
+    this.userId = String(userId);
+    /** A JWT string, or a function returning one (read on every connect, so it can be refreshed). */
+    this.token = token;
+    this.storage = storage || memoryStorage();
+    Object.assign(this, { heartbeatMs, deadAfterMs, maxBackoffMs, baseBackoffMs, maxRetries });
+
+    this._listeners = new Map();
+    this._state = 'idle';
+    this._ws = null;
+    this._attempt = 0;            // consecutive reconnect attempts since the last welcome
+    this._stopped = true;         // true when no reconnect must happen
+    this._heartbeatTimer = null;
+    this._deadTimer = null;
+    this._retryTimer = null;
+    this._pendingRead = new Set();
+
+    this._cursorKey = `herald.cursor.${this.userId}`;
+    this._seenKey = `herald.seen.${this.userId}`;
+    /** Highest announcement cursor this tab has seen (initially the stored one), or null. */
+    this.lastCursor = toCursor(getItem(this.storage, this._cursorKey));
+    // When no announcement has been seen yet, the first welcome's cursor is kept (in memory
+    // only) so that a reconnect still resumes from there and misses nothing published while
+    // the connection was down.
+    this._resumeCursor = null;
+    this._seen = new Set(readSeen(this.storage, this._seenKey));
+
+    this._onOnline = () => {
+      // The network is back: don't sit out the rest of a long backoff.
+      if (this._retryTimer) {
+        clearTimeout(this._retryTimer);
+        this._retryTimer = null;
+        this._dial('reconnecting');
+      }
+    };
+  }
+
+  get state() {
+    return this._state;
+  }
+
+  /** Subscribe to an event; returns a function that unsubscribes. */
+  on(type, fn) {
+    if (typeof fn !== 'function') throw new TypeError('HeraldClient.on: listener must be a function');
+    if (!EVENTS.includes(type)) console.warn(`HeraldClient.on: unknown event type "${type}"`);
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+
+  off(type, fn) {
+    this._listeners.get(type)?.delete(fn);
+  }
+
+  /** Open the connection (no-op while one is open or being opened). */
+  connect() {
+    this._stopped = false;
+    if (this._ws) return this;
+    const waiting = this._retryTimer != null;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    if (!waiting) this._attempt = 0;
+    globalThis.addEventListener?.('online', this._onOnline);
+    this._dial(waiting ? 'reconnecting' : 'connecting');
+    return this;
+  }
+
+  /** Close for good: no reconnect until connect() is called again. */
+  close(code = 1000, reason = 'client closed') {
+    this._stop();
+    const ws = this._detach();
+    if (ws) {
+      safeClose(ws, code, reason);
+      this._emit('close', { code, reason });
+    }
+    // 'unauthorized' / 'forbidden' already mean "stopped for good" and say why: keep them.
+    if (!Object.values(FINAL_CLOSE).includes(this._state)) this._setState('closed');
+  }
+
+  /** Send a JSON frame if the socket is open; returns whether it was sent. */
+  send(frame) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1 /* OPEN */) return false;
+    ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+    return true;
+  }
+
+  /** Tell the server the user read these announcements (queued while offline). */
+  read(ids) {
+    const list = [].concat(ids).filter((id) => id != null);
+    if (list.length === 0) return false;
+    if (this.send({ type: 'read', data: { ids: list } })) return true;
+    list.forEach((id) => this._pendingRead.add(id));
+    return false;
+  }
+
+  /** Ask the server for everything published for us after `since` (default: our cursor). */
+  sync(since = this.lastCursor ?? this._resumeCursor ?? 0) {
+    return this.send({ type: 'sync', data: { since } });
+  }
+
+  // ---- connection lifecycle -------------------------------------------------------------
+
+  _dial(state) {
+    this._setState(state);
+    const since = this.lastCursor ?? this._resumeCursor;
+    const url = this.url + (this.url.includes('?') ? '&' : '?') +
+      'id=' + encodeURIComponent(this.userId) + (since != null ? '&since=' + since : '');
+    const token = typeof this.token === 'function' ? this.token() : this.token;
+    let ws;
+    try {
+      ws = new WebSocket(url, token ? ['herald.v1', token] : ['herald.v1']);
+    } catch (err) {
+      // Bad URL, a token with characters not allowed in a subprotocol, mixed content...
+      // none of which a retry fixes.
+      this._emit('error', { code: 'connect_failed', msg: String(err?.message ?? err) });
+      this._stop();
+      this._setState('closed');
+      return;
+    }
+    this._ws = ws;
+    ws.onopen = () => {
+      this._heartbeatTimer = setInterval(() => this.send({ type: 'ping' }), this.heartbeatMs);
+      this._armDeadTimer();
+    };
+    ws.onmessage = (ev) => {
+      this._armDeadTimer();
+      this._handleFrame(ev.data);
+    };
+    ws.onclose = (ev) => {
+      this._detach();
+      this._closed(ev.code, ev.reason);
+    };
+    ws.onerror = () => {}; // a close event always follows; the error event carries no detail
+    this._armDeadTimer(); // also bounds a handshake that hangs
+  }
+
+  /** Nothing arrived for deadAfterMs: the connection is dead even if the browser hasn't noticed. */
+  _armDeadTimer() {
+    clearTimeout(this._deadTimer);
+    this._deadTimer = setTimeout(() => {
+      const ws = this._detach();
+      safeClose(ws, 4000, 'heartbeat timeout');
+      this._closed(4000, 'heartbeat timeout (client)');
+    }, this.deadAfterMs);
+  }
+
+  /** Stop timers and forget the socket without waiting for its close event. */
+  _detach() {
+    clearInterval(this._heartbeatTimer);
+    clearTimeout(this._deadTimer);
+    this._heartbeatTimer = this._deadTimer = null;
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    return ws;
+  }
+
+  _stop() {
+    this._stopped = true;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    globalThis.removeEventListener?.('online', this._onOnline);
+  }
+
+  _closed(code, reason) {
+    this._emit('close', { code, reason });
+    if (this._stopped) return this._setState('closed');
+    if (FINAL_CLOSE[code]) {
+      this._stop();
+      return this._setState(FINAL_CLOSE[code]);
+    }
+    if (this._attempt >= this.maxRetries) {
+      this._stop();
+      this._emit('error', { code: 'gave_up', msg: `gave up after ${this._attempt} reconnect attempts` });
+      return this._setState('closed');
+    }
+    // Full jitter: uniformly random in [0, min(max, base * 2^attempt)). A server that asked us
+    // to back off (1001 shutdown, 4029 too many) gets a floor, with the jitter spread above it
+    // so that every client of a restarting node doesn't come back in the same instant.
+    const cap = Math.min(this.maxBackoffMs, this.baseBackoffMs * 2 ** this._attempt);
+    const floor = MIN_RETRY_DELAY[code] ?? 0;
+    const delay = floor + Math.random() * Math.max(cap, floor);
+    this._attempt += 1;
+    this._setState('reconnecting');
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      this._dial('reconnecting');
+    }, delay);
+  }
+
+  // ---- frames ---------------------------------------------------------------------------
+
+  _handleFrame(raw) {
+    let frame;
+    try {
+      frame = JSON.parse(raw);
+    } catch {
+      return this._emit('error', { code: 'bad_frame', msg: 'server sent a frame that is not JSON' });
+    }
+    if (!frame || typeof frame !== 'object') return;
+    const data = frame.data ?? {};
+    switch (frame.type) {
+      case 'welcome':
+        this._attempt = 0;
+        if (this.lastCursor == null && this._resumeCursor == null) {
+          const c = toCursor(data.cursor);
+          if (c != null && c > 0) this._resumeCursor = c;
+        }
+        this._setState('open');
+        this._emit('welcome', data);
+        if (this._pendingRead.size) {
+          const ids = [...this._pendingRead];
+          this._pendingRead.clear();
+          this.read(ids);
+        }
+        break;
+      case 'announcement':
+        this._handleAnnouncement(data);
+        break;
+      case 'retract':
+      case 'read':
+      case 'pong':
+      case 'error':
+        this._emit(frame.type, data);
+        break;
+      default:
+        break; // unknown types are ignored, for forward compatibility
+    }
+  }
+
+  _handleAnnouncement(a) {
+    if (a?.id == null) return;
+    const key = String(a.id);
+    if (!this._seen.has(key)) {
+      this._remember(key);
+      this._emit('announcement', a);
+    }
+    this._noteCursor(a.cursor);
+    // Acked after the app's callbacks ran. Duplicates are acked again: harmless, and it covers
+    // an ack that was lost with the previous connection.
+    this.send({ type: 'ack', data: { ids: [a.id] } });
+  }
+
+  _noteCursor(value) {
+    const c = toCursor(value);
+    if (c == null) return;
+    if (this.lastCursor == null || c > this.lastCursor) this.lastCursor = c;
+    // Other tabs of the same user share the key: only ever move it forward.
+    const stored = toCursor(getItem(this.storage, this._cursorKey));
+    if (stored == null || c > stored) setItem(this.storage, this._cursorKey, String(c));
+  }
+
+  _remember(key) {
+    this._seen.add(key);
+    for (const old of this._seen) {
+      if (this._seen.size <= SEEN_LIMIT) break;
+      this._seen.delete(old); // a Set iterates oldest first
+    }
+    // Merge into the stored list rather than overwrite it: other tabs write there too.
+    const stored = readSeen(this.storage, this._seenKey).filter((id) => id !== key);
+    stored.push(key);
+    setItem(this.storage, this._seenKey, JSON.stringify(stored.slice(-SEEN_LIMIT)));
+  }
+
+  _setState(state) {
+    if (state === this._state) return;
+    const previous = this._state;
+    this._state = state;
+    this._emit('state', state, previous);
+  }
+
+  _emit(type, ...args) {
+    for (const fn of [...(this._listeners.get(type) ?? [])]) {
+      try {
+        fn(...args);
+      } catch (err) {
+        console.error(`HeraldClient: "${type}" listener threw`, err);
+      }
+    }
+  }
+}
+
+// ---- helpers ------------------------------------------------------------------------------
+
+function defaultUrl() {
+  if (typeof location === 'undefined') return 'ws://127.0.0.1:8080/ws';
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+function defaultStorage() {
+  try {
+    const s = globalThis.localStorage;
+    if (s) return s;
+  } catch {
+    // access denied (sandboxed iframe, disabled storage)
+  }
+  return memoryStorage();
+}
+
+function memoryStorage() {
+  const m = new Map();
+  return {
+    getItem: (k) => (m.has(k) ? m.get(k) : null),
+    setItem: (k, v) => void m.set(k, String(v)),
+    removeItem: (k) => void m.delete(k),
+  };
+}
+
+function getItem(storage, key) {
+  try {
+    return storage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function setItem(storage, key, value) {
+  try {
+    storage.setItem(key, value);
+  } catch {
+    // quota exceeded or storage disabled: the in-memory state still works
+  }
+}
+
+function readSeen(storage, key) {
+  try {
+    const list = JSON.parse(getItem(storage, key) ?? '[]');
+    return Array.isArray(list) ? list.map(String) : [];
+  } catch {
+    return [];
+  }
+}
+
+function toCursor(value) {
+  if (value == null || value === '') return null;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : null;
+}
+
+function safeClose(ws, code, reason) {
+  try {
+    ws?.close(code, reason);
+  } catch {
+    // already closing
+  }
+}
+
+export default HeraldClient;
