@@ -154,6 +154,12 @@ impl Application {
         self.server.handle()
     }
 
+    /// The server future without herald's signal handling, for embedding
+    /// and tests that stop it through `handle()`.
+    pub fn into_server(self) -> Server {
+        self.server
+    }
+
     /// Serves until SIGTERM/SIGINT (or a stop through `handle()`): then stops
     /// accepting, closes every session with 1001, and lets in-flight requests
     /// finish within the grace period.

@@ -186,14 +186,15 @@ function renderPresence(data) {
   const sessions = data?.total_sessions ?? users.reduce((n, u) => n + (u.sessions ?? 0), 0);
   const total = data?.total_users ?? users.length;
   const shown = users.slice(0, 100);
-  $('#presence').replaceChildren(
+  $('#presence').replaceChildren(...[
     h('p', { class: 'summary' }, `${total} ${total === 1 ? 'user' : 'users'} online · ${sessions} ${sessions === 1 ? 'session' : 'sessions'}`),
     shown.length
       ? h('ul', { class: 'presence-list' }, ...shown.map((u) => h('li', { data: { userId: u.user_id } },
           h('button', { class: 'linkish', type: 'button', title: 'Open the user page as this user' }, u.user_id),
           h('span', { class: 'muted small' }, `${u.sessions} ${u.sessions === 1 ? 'tab' : 'tabs'}`))))
       : h('p', { class: 'muted' }, 'Nobody is connected.'),
-    users.length > shown.length ? h('p', { class: 'muted small' }, `and ${users.length - shown.length} more`) : null);
+    users.length > shown.length ? h('p', { class: 'muted small' }, `and ${users.length - shown.length} more`) : null,
+  ].filter(Boolean));
 }
 
 // ---- compose ----------------------------------------------------------------------------

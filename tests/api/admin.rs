@@ -1,0 +1,239 @@
+//! The admin REST API: auth, validation, listing, presence, tokens, health.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+
+#[actix_web::test]
+async fn admin_endpoints_need_the_admin_token() {
+    let app = spawn_app().await;
+    let url = format!("{}/api/announcements", app.address);
+    let none = app.http.get(&url).send().await.expect("request");
+    assert_eq!(none.status().as_u16(), 401);
+    let body: Value = none.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let wrong = app
+        .http
+        .get(&url)
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong.status().as_u16(), 401);
+    let user = app
+        .http
+        .get(&url)
+        .bearer_auth(app.token("alice"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(user.status().as_u16(), 401);
+    assert_eq!(
+        app.admin_get("/api/announcements").await.status().as_u16(),
+        200
+    );
+}
+
+#[actix_web::test]
+async fn invalid_announcements_get_422_with_the_field() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({"content":"c","audience":{"all":true}}), "title"),
+        (json!({"title":"t","content":"c"}), "audience"),
+        (
+            json!({"title":"t","content":"c","audience":{"users":[]}}),
+            "audience.users",
+        ),
+        (
+            json!({"title":"t","content":"c","audience":{"all":true},"level":"loud"}),
+            "level",
+        ),
+        (
+            json!({"title":"x".repeat(201),"content":"c","audience":{"all":true}}),
+            "title",
+        ),
+        (
+            json!({"title":"t","content":"c","audience":{"all":true},"publish_at":"soon"}),
+            "publish_at",
+        ),
+    ];
+    for (body, field) in cases {
+        let res = app.admin_post("/api/announcements", &body).await;
+        assert_eq!(res.status().as_u16(), 422, "{body}");
+        let err: Value = res.json().await.expect("json");
+        assert_eq!(err["error"]["code"], "validation_failed");
+        assert_eq!(err["error"]["field"], field, "{err}");
+    }
+}
+
+#[actix_web::test]
+async fn malformed_json_gets_400_in_the_error_format() {
+    let app = spawn_app().await;
+    let res = app
+        .http
+        .post(format!("{}/api/announcements", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 400);
+    let err: Value = res.json().await.expect("json");
+    assert_eq!(err["error"]["code"], "invalid_json");
+}
+
+#[actix_web::test]
+async fn list_filters_by_status_and_pages_by_cursor() {
+    let app = spawn_app().await;
+    for i in 0..3 {
+        app.announce(json!({"title": format!("later {i}"), "content":"c",
+            "audience":{"all":true}, "publish_at":"2099-01-01T00:00:00Z"}))
+            .await;
+    }
+    let page: Value = app
+        .admin_get("/api/announcements?status=scheduled&limit=2")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["title"], "later 2");
+    let before = page["next_before"].as_i64().expect("more pages");
+    let rest: Value = app
+        .admin_get(&format!(
+            "/api/announcements?status=scheduled&limit=2&before={before}"
+        ))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rest["items"].as_array().expect("items").len(), 1);
+    assert_eq!(rest["next_before"], Value::Null);
+    let published: Value = app
+        .admin_get("/api/announcements?status=published")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(published["items"].as_array().expect("items").len(), 0);
+    let bad = app.admin_get("/api/announcements?status=nonsense").await;
+    assert_eq!(bad.status().as_u16(), 400);
+}
+
+#[actix_web::test]
+async fn unknown_announcement_is_404() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.admin_get("/api/announcements/999")
+            .await
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        app.admin_get("/api/announcements/abc")
+            .await
+            .status()
+            .as_u16(),
+        404
+    );
+}
+
+#[actix_web::test]
+async fn presence_counts_sessions_per_user() {
+    let app = spawn_app().await;
+    let _a1 = app.connect("alice").await;
+    let _a2 = app.connect("alice").await;
+    let _b = app.connect("bob").await;
+    let all: Value = app
+        .admin_get("/api/presence")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(all["total_users"], 2);
+    assert_eq!(all["total_sessions"], 3);
+    let alice: Value = app
+        .admin_get("/api/presence/alice")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(alice["sessions"], 2);
+    assert_eq!(alice["online"], true);
+}
+
+#[actix_web::test]
+async fn minted_token_opens_a_session() {
+    let app = spawn_app().await;
+    let res = app
+        .admin_post(
+            "/api/tokens",
+            &json!({"user_id":"dora","groups":["ops"],"ttl_seconds":60}),
+        )
+        .await;
+    assert_eq!(res.status().as_u16(), 201);
+    let body: Value = res.json().await.expect("json");
+    let token = body["token"].as_str().expect("token");
+    let claims = app
+        .state
+        .keys
+        .verify_for(token, "dora")
+        .expect("valid token");
+    assert_eq!(claims.groups, vec!["ops".to_string()]);
+}
+
+#[actix_web::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(health.status().as_u16(), 200);
+    let ready: Value = app
+        .http
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready");
+}
+
+#[actix_web::test]
+async fn demo_pages_are_served_with_types() {
+    let app = spawn_app().await;
+    for (path, ty) in [
+        ("/", "text/html"),
+        ("/admin.html", "text/html"),
+        ("/herald.js", "text/javascript"),
+        ("/herald.css", "text/css"),
+    ] {
+        let res = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status().as_u16(), 200, "{path}");
+        let got = res.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert!(got.starts_with(ty), "{path}: {got}");
+        assert!(res.headers().contains_key("etag"));
+    }
+    let missing = app
+        .http
+        .get(format!("{}/nope.js", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(missing.status().as_u16(), 404);
+}

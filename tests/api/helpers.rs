@@ -1,0 +1,337 @@
+//! The test harness: `spawn_app()` starts a real herald on port 0 with its
+//! own temporary database; `TestApp` has one method per endpoint; `Ws` is a
+//! real WebSocket client that awaits frames with timeouts.
+
+use futures_util::{SinkExt, StreamExt};
+use herald::config::Settings;
+use herald::startup::{AppState, Application};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
+/// How long a test waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub state: actix_web::web::Data<AppState>,
+    pub http: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Settings every test starts from: port 0, a fresh SQLite file, known
+/// secrets, a short poll so scheduled tests are quick.
+pub fn test_settings(dir: &tempfile::TempDir) -> Settings {
+    let mut s = Settings::defaults();
+    s.bind = "127.0.0.1:0".into();
+    s.database_url = format!("sqlite://{}", dir.path().join("herald.db").display());
+    s.admin_token = Some(ADMIN_TOKEN.into());
+    s.jwt_secret = Some(JWT_SECRET.into());
+    s.poll_interval_ms = 200;
+    s.receipt_flush_ms = 20;
+    s.workers = 1;
+    s.allowed_origins = vec![];
+    s
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(&dir);
+    customize(&mut settings);
+    let app = Application::build(settings).await.expect("herald starts");
+    let port = app.port();
+    let state = app.state.clone();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.into_server());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        state,
+        http: reqwest::Client::new(),
+        handle,
+        _dir: dir,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop without waiting; the runtime ends with the test anyway.
+        let _ = self.handle.stop(false);
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, user: &str) -> String {
+        self.token_with_groups(user, &[])
+    }
+
+    pub fn token_with_groups(&self, user: &str, groups: &[&str]) -> String {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        self.state
+            .keys
+            .mint(user, &groups, 3600)
+            .expect("mint token")
+            .0
+    }
+
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        format!("ws://127.0.0.1:{}{}", self.port, path_and_query)
+    }
+
+    /// Connects as `user` with `["herald.v1", token]` and reads the welcome.
+    pub async fn connect(&self, user: &str) -> Ws {
+        self.connect_with(user, &[], "").await
+    }
+
+    pub async fn connect_with(&self, user: &str, groups: &[&str], extra_query: &str) -> Ws {
+        let token = self.token_with_groups(user, groups);
+        let url = self.ws_url(&format!("/ws?id={user}{extra_query}"));
+        let (mut ws, _) = Ws::open(&url, &["herald.v1", &token])
+            .await
+            .expect("connects");
+        let welcome = ws.next_json().await;
+        assert_eq!(welcome["type"], "welcome", "first frame: {welcome}");
+        ws.welcome = welcome;
+        ws
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn admin_patch(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .patch(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates an announcement and returns its JSON, asserting 201.
+    pub async fn announce(&self, body: Value) -> Value {
+        let res = self.admin_post("/api/announcements", &body).await;
+        let status = res.status().as_u16();
+        let json: Value = res.json().await.expect("json body");
+        assert_eq!(status, 201, "create failed: {json}");
+        json
+    }
+
+    /// Creates an announcement for everyone, published now.
+    pub async fn announce_all(&self, title: &str) -> Value {
+        self.announce(json!({"title": title, "content": "body", "audience": {"all": true}}))
+            .await
+    }
+
+    pub async fn announcement(&self, id: i64) -> Value {
+        let res = self.admin_get(&format!("/api/announcements/{id}")).await;
+        assert_eq!(res.status().as_u16(), 200);
+        res.json().await.expect("json")
+    }
+
+    pub async fn user_get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn user_post(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Waits until `check` holds for the announcement's admin view.
+    pub async fn wait_for_announcement(&self, id: i64, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let view = self.announcement(id).await;
+            if check(&view) {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition never held: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+type Stream = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client for tests.
+pub struct Ws {
+    pub stream: Stream,
+    pub welcome: Value,
+    /// The subprotocol the server answered with.
+    pub protocol: Option<String>,
+}
+
+/// How a socket ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    Code(u16),
+    NoCode,
+}
+
+impl Ws {
+    /// Opens a socket offering `protocols` (none when empty).
+    pub async fn open(
+        url: &str,
+        protocols: &[&str],
+    ) -> Result<
+        (
+            Ws,
+            tokio_tungstenite::tungstenite::handshake::client::Response,
+        ),
+        String,
+    > {
+        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+        if !protocols.is_empty() {
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_str(&protocols.join(", ")).map_err(|e| e.to_string())?,
+            );
+        }
+        let (stream, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let protocol = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((
+            Ws {
+                stream,
+                welcome: Value::Null,
+                protocol,
+            },
+            response,
+        ))
+    }
+
+    /// The next message of any kind, or None on timeout or end of stream.
+    pub async fn next_message(&mut self, within: Duration) -> Option<Message> {
+        match tokio::time::timeout(within, self.stream.next()).await {
+            Ok(Some(Ok(m))) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The next JSON text frame, skipping control frames; panics on timeout.
+    pub async fn next_json(&mut self) -> Value {
+        self.try_next_json(WAIT)
+            .await
+            .expect("a JSON frame within the wait")
+    }
+
+    pub async fn try_next_json(&mut self, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_message(left).await? {
+                Message::Text(t) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("server sends JSON"))
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of `kind`, skipping others (pongs, reads...).
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next_json().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Asserts no frame of `kind` arrives within `within`.
+    pub async fn assert_no(&mut self, kind: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            if let Some(frame) = self.try_next_json(left).await {
+                assert_ne!(frame["type"], kind, "unexpected frame: {frame}");
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed(&mut self) -> Closed {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_message(left).await {
+                Some(Message::Close(Some(frame))) => return Closed::Code(frame.code.into()),
+                Some(Message::Close(None)) | None => return Closed::NoCode,
+                Some(_) => continue,
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::text(text.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}

@@ -1,0 +1,6 @@
+//! herald's integration tests: one binary, a real server per test.
+
+mod admin;
+mod delivery;
+mod helpers;
+mod websocket;
