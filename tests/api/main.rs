@@ -3,4 +3,6 @@
 mod admin;
 mod delivery;
 mod helpers;
+mod restart;
+mod resume;
 mod websocket;

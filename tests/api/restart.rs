@@ -1,0 +1,168 @@
+//! Restart safety with a real child process killed with SIGKILL: nothing
+//! scheduled is lost, nothing published is published again.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A herald child process, killed when dropped.
+struct Node {
+    child: Child,
+    port: u16,
+}
+
+impl Node {
+    fn start(db: &str) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["--bind", "127.0.0.1:0", "--database-url", db])
+            .args(["--poll-interval-ms", "200", "--workers", "1"])
+            .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("HERALD_JWT_SECRET", JWT_SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn herald");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("address=http://127.0.0.1:").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = tx.send(port.parse::<u16>().unwrap_or(0));
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("herald printed its address");
+        Node { child, port }
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no shutdown path runs.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn create(http: &reqwest::Client, port: u16, title: &str, at_ms: i64) -> i64 {
+    let res = http
+        .post(format!("http://127.0.0.1:{port}/api/announcements"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"title": title, "content": "c", "audience": {"all": true},
+            "publish_at": herald::domain::rfc3339(at_ms)}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 201);
+    res.json::<Value>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id")
+}
+
+fn token(user: &str) -> String {
+    herald::auth::TokenKeys::new(JWT_SECRET)
+        .mint(user, &[], 600)
+        .expect("mint")
+        .0
+}
+
+async fn connect(port: u16, since: i64) -> Ws {
+    let url = format!("ws://127.0.0.1:{port}/ws?id=alice&since={since}");
+    let (mut ws, _) = Ws::open(&url, &["herald.v1", &token("alice")])
+        .await
+        .expect("connect");
+    assert_eq!(ws.next_json().await["type"], "welcome");
+    ws
+}
+
+#[actix_web::test]
+async fn sigkill_with_pending_announcements_loses_none_and_repeats_none() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let http = reqwest::Client::new();
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    let mut cursor = 0;
+
+    let node = Node::start(&db);
+    let mut ws = connect(node.port, 0).await;
+    let now = herald::db::now_ms();
+    let before_crash = create(&http, node.port, "before crash", now).await;
+    let frame = ws.next_of("announcement").await;
+    assert_eq!(frame["data"]["id"], before_crash);
+    *seen.entry(before_crash).or_default() += 1;
+    cursor = cursor.max(frame["data"]["cursor"].as_i64().expect("cursor"));
+
+    let due_while_down: Vec<i64> = [
+        create(&http, node.port, "down 1", now + 1_500).await,
+        create(&http, node.port, "down 2", now + 1_600).await,
+        create(&http, node.port, "down 3", now + 1_700).await,
+    ]
+    .to_vec();
+    let due_after: Vec<i64> = [
+        create(&http, node.port, "after 1", now + 6_000).await,
+        create(&http, node.port, "after 2", now + 6_100).await,
+    ]
+    .to_vec();
+    node.kill();
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(
+        (now + 2_000 - herald::db::now_ms()).max(0) as u64,
+    ))
+    .await;
+
+    let node = Node::start(&db);
+    let mut ws = connect(node.port, cursor).await;
+    let expected: Vec<i64> = due_while_down.iter().chain(&due_after).copied().collect();
+    while expected.iter().any(|id| !seen.contains_key(id)) {
+        let frame = ws.next_of("announcement").await;
+        *seen
+            .entry(frame["data"]["id"].as_i64().expect("id"))
+            .or_default() += 1;
+    }
+    ws.assert_no("announcement", Duration::from_millis(500))
+        .await;
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "each exactly once: {seen:?}"
+    );
+    assert_eq!(seen.len(), 6);
+
+    // The table agrees: six distinct cursors 1..=6, all published.
+    let list: Value = http
+        .get(format!(
+            "http://127.0.0.1:{}/api/announcements?limit=10",
+            node.port
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let mut cursors: Vec<i64> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            assert_eq!(i["status"], "published");
+            i["cursor"].as_i64().expect("cursor")
+        })
+        .collect();
+    cursors.sort_unstable();
+    assert_eq!(cursors, [1, 2, 3, 4, 5, 6]);
+}
