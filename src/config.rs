@@ -85,6 +85,21 @@ pub struct Settings {
     #[arg(long, env = "HERALD_MAX_SESSIONS_PER_USER", default_value_t = 16)]
     pub max_sessions_per_user: usize,
 
+    /// Bytes of frames one session may have waiting to be sent; a client
+    /// that stops reading past this is dropped (close 4029) and resumes by cursor.
+    #[arg(long, env = "HERALD_MAX_QUEUED_BYTES", default_value_t = 1024 * 1024)]
+    pub max_queued_bytes: usize,
+
+    /// New WebSocket connections per second from one source address (bursts
+    /// of twice that); more get 429 before the upgrade. 0 disables the limit.
+    #[arg(long, env = "HERALD_MAX_CONNECTS_PER_IP", default_value_t = 50)]
+    pub max_connects_per_ip: u32,
+
+    /// Milliseconds a database call waits for a lock (SQLite busy timeout)
+    /// before the request fails with 503.
+    #[arg(long, env = "HERALD_DB_BUSY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_busy_timeout_ms: u64,
+
     /// Largest REST request body in bytes (larger: 413).
     #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -8,6 +8,8 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod limits;
+pub mod metrics;
 pub mod protocol;
 pub mod routes;
 pub mod startup;

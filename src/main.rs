@@ -69,7 +69,8 @@ fn print_token(
     groups: &[String],
     ttl: u64,
 ) -> Result<(), String> {
-    let pool = db::connect(&settings.database_url, 1).map_err(|e| e.to_string())?;
+    let pool = db::connect(&settings.database_url, 1, settings.db_busy_timeout_ms)
+        .map_err(|e| e.to_string())?;
     let secrets = load_secrets(&pool, settings).map_err(|e| e.to_string())?;
     let (token, _) = TokenKeys::new(&secrets.jwt_secret)
         .mint(user_id, groups, ttl)

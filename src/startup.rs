@@ -14,7 +14,7 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ pub struct AppState {
     pub scheduler: Addr<Scheduler>,
     pub receipts: Addr<ReceiptWriter>,
     pub scheduler_alive: Arc<AtomicI64>,
+    pub scheduler_failing: Arc<AtomicBool>,
+    pub connect_limiter: crate::limits::RateLimiter,
 }
 
 impl AppState {
@@ -94,8 +96,8 @@ impl Application {
         settings.validate().map_err(StartError::Settings)?;
         let settings = Arc::new(settings);
         let url = settings.database_url.clone();
-        let pool_size = settings.db_pool_size;
-        let pool = actix_web::rt::task::spawn_blocking(move || db::connect(&url, pool_size))
+        let (pool_size, busy) = (settings.db_pool_size, settings.db_busy_timeout_ms);
+        let pool = actix_web::rt::task::spawn_blocking(move || db::connect(&url, pool_size, busy))
             .await
             .map_err(|e| db::DbError::Blocking(e.to_string()))??;
         let secrets = {
@@ -105,14 +107,17 @@ impl Application {
                 .map_err(|e| db::DbError::Blocking(e.to_string()))??
         };
 
-        let registry = Registry::new(settings.max_sessions_per_user).start();
+        let registry =
+            Registry::new(settings.max_sessions_per_user, settings.max_queued_bytes).start();
         let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
+        let scheduler_failing = Arc::new(AtomicBool::new(false));
         let scheduler = Scheduler::new(
             pool.clone(),
             registry.clone(),
             settings.poll_interval(),
             scheduler_alive.clone(),
         )
+        .with_failure_flag(scheduler_failing.clone())
         .start();
         let receipts = ReceiptWriter::new(
             pool.clone(),
@@ -130,6 +135,8 @@ impl Application {
             scheduler,
             receipts,
             scheduler_alive,
+            scheduler_failing,
+            connect_limiter: crate::limits::RateLimiter::new(settings.max_connects_per_ip),
         });
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
@@ -164,24 +171,45 @@ impl Application {
     /// accepting, closes every session with 1001, and lets in-flight requests
     /// finish within the grace period.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let registry = self.state.registry.clone();
+        let state = self.state.clone();
         let server = self.server;
         let handle = server.handle();
         actix_web::rt::spawn(async move {
             shutdown_signal().await;
-            tracing::info!("shutting down: closing sessions with 1001");
-            let closed = registry
-                .send(CloseAll {
-                    code: close::GOING_AWAY,
-                    reason: "server shutting down",
-                })
-                .await
-                .unwrap_or(0);
-            tracing::info!(sessions = closed, "sessions told to reconnect elsewhere");
-            handle.stop(true).await;
+            shutdown(&state, &handle).await;
         });
         server.await
     }
+}
+
+/// The orderly stop: no new connections, every session told 1001 with a
+/// jittered reconnect hint, pending receipts written, in-flight requests
+/// given the grace period.
+pub async fn shutdown(state: &AppState, handle: &ServerHandle) {
+    tracing::info!("shutting down: closing sessions with 1001");
+    handle.pause().await;
+    let closed = state
+        .registry
+        .send(CloseAll {
+            code: close::GOING_AWAY,
+            reason: "server shutting down",
+        })
+        .await
+        .unwrap_or(0);
+    let grace = Duration::from_secs(state.settings.shutdown_grace);
+    match tokio::time::timeout(grace, state.receipts.send(crate::actors::messages::Flush)).await {
+        Ok(Ok(written)) => tracing::info!(
+            sessions = closed,
+            receipts = written,
+            "sessions closed, receipts written"
+        ),
+        _ => tracing::warn!(
+            sessions = closed,
+            "pending receipts could not be written before the grace period"
+        ),
+    }
+    handle.stop(true).await;
+    tracing::info!("stopped");
 }
 
 async fn shutdown_signal() {
@@ -212,6 +240,10 @@ fn serve(
     settings: &Settings,
 ) -> Result<Server, StartError> {
     let body_limit = settings.max_body_bytes;
+    // A peer that leaves sent data unacknowledged this long is gone (or
+    // never reads): let the kernel abort the connection so a stalled client
+    // cannot pin a session forever.
+    let user_timeout = Duration::from_secs(settings.heartbeat_timeout.max(1));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -223,6 +255,11 @@ fn serve(
             .app_data(web::QueryConfig::default().error_handler(routes::query_error))
             .wrap(actix_web::middleware::from_fn(log_request))
             .configure(routes::configure)
+    })
+    .on_connect(move |conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(user_timeout));
+        }
     })
     // Our own signal handler closes sessions first, then stops the server.
     .disable_signals()

@@ -28,9 +28,37 @@ pub enum Push {
     Close(u16, &'static str),
 }
 
+impl Push {
+    /// Bytes this push will put on the wire (both announcement forms are
+    /// about the same size; the larger counts).
+    pub fn len(&self) -> usize {
+        match self {
+            Push::Announcement(p) => p.v1.len().max(p.legacy.len()),
+            Push::Frame(f) => f.len(),
+            Push::Close(..) => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 // ---- to the registry -------------------------------------------------------
 
 pub type SessionId = u64;
+
+/// Shared between a session and the registry: how many bytes of frames the
+/// registry has handed the session that it has not taken yet, and whether
+/// the registry gave up on it. A session whose client stops reading stops
+/// taking frames; once `queued` would pass the bound the registry stops
+/// routing to it and sets `overflowed`, so one stalled client costs at most
+/// the bound, never an unbounded backlog.
+#[derive(Debug, Default)]
+pub struct SessionLink {
+    pub queued: std::sync::atomic::AtomicUsize,
+    pub overflowed: std::sync::atomic::AtomicBool,
+}
 
 /// A session opened; the registry answers whether it may stay (false: the
 /// user already has the most sessions allowed).
@@ -41,6 +69,7 @@ pub struct Connect {
     pub session_id: SessionId,
     pub groups: Arc<[String]>,
     pub addr: Recipient<Push>,
+    pub link: Arc<SessionLink>,
 }
 
 #[derive(Message)]

@@ -72,6 +72,9 @@ impl ReceiptWriter {
             match result {
                 Ok(outcome) => {
                     act.failures = 0;
+                    crate::metrics::METRICS
+                        .receipts_written
+                        .inc_by(outcome.accepted as u64);
                     tracing::debug!(accepted = outcome.accepted, rejected = outcome.rejected, "receipts written");
                     act.sync_reads(&batch, &outcome.read);
                 }

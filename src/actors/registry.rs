@@ -3,13 +3,32 @@
 
 use super::messages::*;
 use crate::domain::Audience;
+use crate::metrics::METRICS;
 use actix::prelude::*;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 struct SessionEntry {
     addr: Recipient<Push>,
     groups: Arc<[String]>,
+    link: Arc<SessionLink>,
+}
+
+impl SessionEntry {
+    /// Hands a frame to the session unless its queue is full; false when
+    /// the session has overflowed and must be dropped.
+    fn offer(&self, push: &Push, max_queued: usize) -> bool {
+        let bytes = push.len();
+        let queued = self.link.queued.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if queued > max_queued && bytes > 0 {
+            self.link.queued.fetch_sub(bytes, Ordering::AcqRel);
+            self.link.overflowed.store(true, Ordering::Release);
+            return false;
+        }
+        self.addr.do_send(push.clone());
+        true
+    }
 }
 
 #[derive(Default)]
@@ -19,26 +38,75 @@ pub struct Registry {
     groups: HashMap<String, HashMap<Arc<str>, usize>>,
     sessions: usize,
     max_sessions_per_user: usize,
+    max_queued_bytes: usize,
 }
 
 impl Registry {
-    pub fn new(max_sessions_per_user: usize) -> Registry {
+    pub fn new(max_sessions_per_user: usize, max_queued_bytes: usize) -> Registry {
         Registry {
             max_sessions_per_user: max_sessions_per_user.max(1),
+            max_queued_bytes: max_queued_bytes.max(1),
             ..Registry::default()
         }
     }
 
-    fn push_to_user(&self, user_id: &str, push: &Push, except: Option<SessionId>) -> bool {
-        let Some(sessions) = self.users.get(user_id) else {
-            return false;
-        };
-        for (id, entry) in sessions {
-            if Some(*id) != except {
-                entry.addr.do_send(push.clone());
+    fn push_to_user(&mut self, user_id: &str, push: &Push, except: Option<SessionId>) {
+        let mut stalled = Vec::new();
+        if let Some(sessions) = self.users.get(user_id) {
+            for (id, entry) in sessions {
+                if Some(*id) != except && !entry.offer(push, self.max_queued_bytes) {
+                    stalled.push(*id);
+                }
             }
         }
-        true
+        for id in stalled {
+            self.drop_stalled(user_id, id);
+        }
+    }
+
+    /// Stops routing to a session whose client stopped reading. The session
+    /// closes itself (4029) the next time it runs; its client resumes by cursor.
+    fn drop_stalled(&mut self, user_id: &str, session_id: SessionId) {
+        tracing::warn!(
+            user_id,
+            session_id,
+            max_queued_bytes = self.max_queued_bytes,
+            "dropping slow session: outgoing queue full"
+        );
+        METRICS.slow_consumers.inc();
+        self.remove(user_id, session_id);
+    }
+
+    fn remove(&mut self, user_id: &str, session_id: SessionId) {
+        let Some(sessions) = self.users.get_mut(user_id) else {
+            return;
+        };
+        let Some(entry) = sessions.remove(&session_id) else {
+            return;
+        };
+        self.sessions -= 1;
+        if sessions.is_empty() {
+            self.users.remove(user_id);
+        }
+        for group in entry.groups.iter() {
+            if let Some(members) = self.groups.get_mut(group) {
+                if let Some(count) = members.get_mut(user_id) {
+                    *count -= 1;
+                    if *count == 0 {
+                        members.remove(user_id);
+                    }
+                }
+                if members.is_empty() {
+                    self.groups.remove(group);
+                }
+            }
+        }
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        METRICS.sessions.set(self.sessions as i64);
+        METRICS.users_online.set(self.users.len() as i64);
     }
 
     /// Calls `f` once per online user in the audience; returns how many.
@@ -70,16 +138,23 @@ impl Registry {
     /// Sends to the sessions in the audience. A user's sessions may carry
     /// different groups (tokens minted at different times), so group
     /// audiences are checked per session.
-    fn push_to_audience(&self, audience: &Audience, push: &Push) -> usize {
-        self.for_each_user(audience, |user| {
-            if let Some(sessions) = self.users.get(user) {
-                for entry in sessions.values() {
-                    if audience.includes(user, &entry.groups) {
-                        entry.addr.do_send(push.clone());
+    fn push_to_audience(&mut self, audience: &Audience, push: &Push) -> usize {
+        let mut stalled: Vec<(Arc<str>, SessionId)> = Vec::new();
+        let reached = self.for_each_user(audience, |user| {
+            if let Some((user_id, sessions)) = self.users.get_key_value(user) {
+                for (id, entry) in sessions {
+                    if audience.includes(user, &entry.groups)
+                        && !entry.offer(push, self.max_queued_bytes)
+                    {
+                        stalled.push((user_id.clone(), *id));
                     }
                 }
             }
-        })
+        });
+        for (user_id, id) in stalled {
+            self.drop_stalled(&user_id, id);
+        }
+        reached
     }
 }
 
@@ -114,9 +189,11 @@ impl Handler<Connect> for Registry {
             SessionEntry {
                 addr: msg.addr,
                 groups: msg.groups,
+                link: msg.link,
             },
         );
         self.sessions += 1;
+        self.update_gauges();
         true
     }
 }
@@ -125,29 +202,7 @@ impl Handler<Disconnect> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
-        let Some(sessions) = self.users.get_mut(&msg.user_id) else {
-            return;
-        };
-        let Some(entry) = sessions.remove(&msg.session_id) else {
-            return;
-        };
-        self.sessions -= 1;
-        if sessions.is_empty() {
-            self.users.remove(&msg.user_id);
-        }
-        for group in entry.groups.iter() {
-            if let Some(members) = self.groups.get_mut(group) {
-                if let Some(count) = members.get_mut(&msg.user_id) {
-                    *count -= 1;
-                    if *count == 0 {
-                        members.remove(&msg.user_id);
-                    }
-                }
-                if members.is_empty() {
-                    self.groups.remove(group);
-                }
-            }
-        }
+        self.remove(&msg.user_id, msg.session_id);
     }
 }
 

@@ -6,8 +6,9 @@ use super::messages::*;
 use super::registry::Registry;
 use super::session::prepare;
 use crate::db::{self, DbError, DbPool};
+use crate::metrics::METRICS;
 use actix::prelude::*;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct Scheduler {
     wake_at: Option<i64>,
     /// Epoch ms of the last finished tick, for `/readyz`.
     alive: Arc<AtomicI64>,
+    /// Set while ticks fail (database down), for `/readyz`.
+    failing: Arc<AtomicBool>,
 }
 
 impl Scheduler {
@@ -43,7 +46,13 @@ impl Scheduler {
             failures: 0,
             wake_at: None,
             alive,
+            failing: Arc::default(),
         }
+    }
+
+    pub fn with_failure_flag(mut self, failing: Arc<AtomicBool>) -> Scheduler {
+        self.failing = failing;
+        self
     }
 
     fn tick(&mut self) -> ResponseActFuture<Self, Result<usize, DbError>> {
@@ -56,6 +65,8 @@ impl Scheduler {
         Box::pin(work.into_actor(self).map(|result, act, ctx| {
             act.running = false;
             act.alive.store(db::now_ms(), Ordering::Relaxed);
+            METRICS.scheduler_ticks.inc();
+            act.failing.store(result.is_err(), Ordering::Relaxed);
             match &result {
                 Ok((published, next_due)) => {
                     act.failures = 0;
@@ -70,6 +81,7 @@ impl Scheduler {
                     }
                 }
                 Err(e) => {
+                    METRICS.scheduler_errors.inc();
                     act.failures += 1;
                     tracing::warn!(error = %e, failures = act.failures, "scheduler tick failed; retrying");
                     let backoff = Duration::from_millis(200 * 2u64.pow(act.failures.min(5)));
@@ -161,6 +173,10 @@ pub async fn publish_due(
             0
         } else {
             let prepared = Arc::new(prepare(&full.row));
+            METRICS.published.inc();
+            METRICS
+                .publish_lag
+                .observe((now - full.row.publish_at).max(0) as f64 / 1000.0);
             tracing::info!(
                 announcement_id = full.row.id,
                 cursor = prepared.cursor,

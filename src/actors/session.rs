@@ -9,6 +9,7 @@ use super::registry::Registry;
 use crate::auth::{now_secs, TokenKeys};
 use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::db::{self, DbPool};
+use crate::metrics::METRICS;
 use crate::protocol::{self, ClientFrame};
 use actix::prelude::*;
 use actix_web_actors::ws;
@@ -97,6 +98,8 @@ pub struct Session {
     tokens: f64,
     last_refill: Instant,
     strikes: u32,
+    link: Arc<SessionLink>,
+    closed_with: Option<u16>,
     deps: SessionDeps,
 }
 
@@ -118,11 +121,17 @@ impl Session {
             tokens: FRAME_BURST,
             last_refill: Instant::now(),
             strikes: 0,
+            link: Arc::default(),
+            closed_with: None,
             deps,
         }
     }
 
-    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
+        if self.closed_with.is_some() {
+            return;
+        }
+        self.closed_with = Some(code);
         tracing::debug!(session_id = self.id, user_id = %self.user_id, code, reason, "closing session");
         ctx.close(Some(ws::CloseReason {
             code: ws::CloseCode::from(code),
@@ -131,13 +140,39 @@ impl Session {
         ctx.stop();
     }
 
+    fn send(&self, ctx: &mut ws::WebsocketContext<Self>, frame: impl Into<ByteString>) {
+        METRICS.frames_out.inc();
+        ctx.text(frame);
+    }
+
     fn send_announcement(&self, ctx: &mut ws::WebsocketContext<Self>, p: &Prepared) {
         let frame = if self.legacy { &p.legacy } else { &p.v1 };
-        ctx.text(frame.clone());
+        METRICS.deliveries.inc();
+        self.send(ctx, frame.clone());
+    }
+
+    /// The registry stopped routing to this session because its client fell
+    /// too far behind: close so the client reconnects and resumes by cursor.
+    fn close_if_overflowed(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        if !self.link.overflowed.load(Ordering::Acquire) {
+            return false;
+        }
+        self.send(
+            ctx,
+            protocol::error(
+                "too_slow",
+                "you fell too far behind; reconnect and resume by cursor",
+            ),
+        );
+        self.close(ctx, close::TOO_MANY, "too slow: outgoing queue full");
+        true
     }
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
         ctx.run_interval(self.interval, |act, ctx| {
+            if act.close_if_overflowed(ctx) {
+                return;
+            }
             if act.hb.elapsed() > act.timeout {
                 act.close(ctx, close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
                 return;
@@ -176,6 +211,7 @@ impl Session {
             session_id: self.id,
             groups: self.groups.clone(),
             addr: ctx.address().recipient(),
+            link: self.link.clone(),
         };
         self.deps
             .registry
@@ -185,10 +221,13 @@ impl Session {
                 match accepted {
                     Ok(true) => act.catch_up(ctx, act.since),
                     Ok(false) => {
-                        ctx.text(protocol::error(
-                            "too_many_sessions",
-                            "this user has the most sessions allowed open",
-                        ));
+                        act.send(
+                            ctx,
+                            protocol::error(
+                                "too_many_sessions",
+                                "this user has the most sessions allowed open",
+                            ),
+                        );
                         act.close(ctx, close::TOO_MANY, "too many sessions");
                     }
                     Err(_) => act.close(ctx, close::TRY_AGAIN, "server busy"),
@@ -236,7 +275,7 @@ impl Session {
             Ok((cursor, unread, frames)) => act.finish_catch_up(ctx, cursor, unread, frames),
             Err(e) => {
                 tracing::warn!(session_id = act.id, user_id = %act.user_id, error = %e, "catch-up failed");
-                ctx.text(protocol::error(
+                act.send(ctx, protocol::error(
                     "storage_unavailable",
                     "could not load your announcements; reconnect shortly",
                 ));
@@ -255,20 +294,24 @@ impl Session {
         if !self.welcomed {
             self.welcomed = true;
             if !self.legacy {
-                ctx.text(protocol::welcome(&protocol::Welcome {
-                    user_id: &self.user_id,
-                    session_id: self.id,
-                    heartbeat_ms: self.interval.as_millis() as u64,
-                    server_time: db::now_ms(),
-                    cursor,
-                    unread,
-                }));
+                self.send(
+                    ctx,
+                    protocol::welcome(&protocol::Welcome {
+                        user_id: &self.user_id,
+                        session_id: self.id,
+                        heartbeat_ms: self.interval.as_millis() as u64,
+                        server_time: db::now_ms(),
+                        cursor,
+                        unread,
+                    }),
+                );
             }
         }
         let mut sent: HashSet<i64> = HashSet::with_capacity(frames.len());
         for (id, frame) in frames {
             sent.insert(id);
-            ctx.text(frame);
+            METRICS.deliveries.inc();
+            self.send(ctx, frame);
         }
         let buffered = match std::mem::replace(&mut self.phase, Phase::Live) {
             Phase::CatchingUp(buffered) => buffered,
@@ -299,10 +342,10 @@ impl Session {
     fn strike(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: &str, msg: &str) {
         self.strikes += 1;
         if self.strikes > MAX_STRIKES {
-            ctx.text(protocol::error(code, "too many bad frames; closing"));
+            self.send(ctx, protocol::error(code, "too many bad frames; closing"));
             self.close(ctx, close::BAD_INPUT, "repeated bad input");
         } else {
-            ctx.text(protocol::error(code, msg));
+            self.send(ctx, protocol::error(code, msg));
         }
     }
 
@@ -319,7 +362,7 @@ impl Session {
 
     fn on_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ClientFrame) {
         match frame {
-            ClientFrame::Heartbeat => ctx.text(protocol::pong(db::now_ms(), self.legacy)),
+            ClientFrame::Heartbeat => self.send(ctx, protocol::pong(db::now_ms(), self.legacy)),
             ClientFrame::Ack(ids) => self.record(ids, ReceiptKind::Delivered),
             ClientFrame::Read(ids) => self.record(ids, ReceiptKind::Read),
             ClientFrame::Sync(since) => match self.phase {
@@ -330,7 +373,7 @@ impl Session {
             },
             ClientFrame::Refresh(token) => match self.deps.keys.verify_for(&token, &self.user_id) {
                 Ok(claims) => self.token_exp = claims.exp,
-                Err(e) => ctx.text(protocol::error("bad_token", &e.to_string())),
+                Err(e) => self.send(ctx, protocol::error("bad_token", &e.to_string())),
             },
         }
     }
@@ -359,6 +402,7 @@ impl Actor for Session {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        METRICS.connects.inc();
         tracing::debug!(session_id = self.id, user_id = %self.user_id, legacy = self.legacy, "session open");
         self.heartbeat(ctx);
         self.watch_expiry(ctx);
@@ -366,6 +410,13 @@ impl Actor for Session {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        let code = self
+            .closed_with
+            .map_or_else(|| "none".to_string(), |c| c.to_string());
+        METRICS
+            .disconnects
+            .with_label_values(&[code.as_str()])
+            .inc();
         self.deps.registry.do_send(Disconnect {
             user_id: self.user_id.clone(),
             session_id: self.id,
@@ -378,12 +429,22 @@ impl Handler<Push> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
+        self.link.queued.fetch_sub(msg.len(), Ordering::AcqRel);
+        if self.close_if_overflowed(ctx) {
+            return;
+        }
         match msg {
             Push::Announcement(p) => match &mut self.phase {
                 Phase::CatchingUp(buffer) => buffer.push(p),
                 Phase::Live => self.send_announcement(ctx, &p),
             },
-            Push::Frame(frame) => ctx.text(frame),
+            Push::Frame(frame) => self.send(ctx, frame),
+            Push::Close(close::GOING_AWAY, _) => {
+                // Spread the reconnects of a whole node over a few seconds.
+                let delay_ms = 500 + rand::random::<u64>() % 4_500;
+                let reason = format!("server shutting down; reconnect in {delay_ms} ms");
+                self.close(ctx, close::GOING_AWAY, &reason);
+            }
             Push::Close(code, reason) => self.close(ctx, code, reason),
         }
     }
@@ -392,6 +453,7 @@ impl Handler<Push> for Session {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.hb = Instant::now();
+        METRICS.frames_in.inc();
         match msg {
             Ok(ws::Message::Text(text)) => self.on_text(ctx, &text),
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
@@ -402,6 +464,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 "binary frames are not supported; send JSON text",
             ),
             Ok(ws::Message::Close(reason)) => {
+                if self.closed_with.is_none() {
+                    self.closed_with = Some(reason.as_ref().map_or(1005, |r| r.code.into()));
+                }
                 ctx.close(reason);
                 ctx.stop();
             }

@@ -90,7 +90,7 @@ impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
 }
 
 /// Builds the pool for `url` and applies the embedded migrations.
-pub fn connect(url: &str, max_size: u32) -> Result<DbPool, DbError> {
+pub fn connect(url: &str, max_size: u32, busy_timeout_ms: u64) -> Result<DbPool, DbError> {
     let backend = Backend::of(url);
     let target = match backend {
         Backend::Postgres => url.to_string(),
@@ -100,9 +100,7 @@ pub fn connect(url: &str, max_size: u32) -> Result<DbPool, DbError> {
     let pool = Pool::builder()
         .max_size(max_size)
         .connection_timeout(Duration::from_secs(5))
-        .connection_customizer(Box::new(SqlitePragmas {
-            busy_timeout_ms: 5_000,
-        }))
+        .connection_customizer(Box::new(SqlitePragmas { busy_timeout_ms }))
         .build(manager)?;
     let mut conn = pool.get()?;
     migrate(&mut conn)?;

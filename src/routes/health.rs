@@ -1,7 +1,8 @@
-//! `/healthz` (the process answers) and `/readyz` (the database answers and
-//! the scheduler has ticked recently).
+//! `/healthz` (the process answers), `/readyz` (the database answers and
+//! the scheduler ticks without errors), `/metrics` (Prometheus text).
 
 use crate::db;
+use crate::metrics::METRICS;
 use crate::startup::AppState;
 use actix_web::{get, web, HttpResponse};
 use diesel::prelude::*;
@@ -23,7 +24,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     .await;
     let last_tick = state.scheduler_alive.load(Ordering::Relaxed);
     let stale_after = (state.settings.poll_interval().as_millis() as i64) * 5 + 10_000;
-    let scheduler_ok = db::now_ms() - last_tick < stale_after;
+    let scheduler_ok =
+        db::now_ms() - last_tick < stale_after && !state.scheduler_failing.load(Ordering::Relaxed);
     let database_ok = database.is_ok();
     let body = json!({
         "status": if database_ok && scheduler_ok { "ready" } else { "not_ready" },
@@ -35,4 +37,14 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let pool = state.pool.state();
+    METRICS.db_pool_size.set(i64::from(pool.connections));
+    METRICS.db_pool_idle.set(i64::from(pool.idle_connections));
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(METRICS.render())
 }

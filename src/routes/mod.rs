@@ -15,6 +15,7 @@ use actix_web::{error::JsonPayloadError, web, HttpRequest};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
+        .service(health::metrics)
         .configure(ws::configure)
         .service(
             web::scope("/api")

@@ -5,6 +5,7 @@
 use crate::actors::session::{close, Rejected, Session, SessionParams};
 use crate::auth::TokenError;
 use crate::error::AppError;
+use crate::metrics::METRICS;
 use crate::startup::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -107,12 +108,29 @@ fn start(
 ) -> Result<HttpResponse, actix_web::Error> {
     let settings = &state.settings;
     if !origin_allowed(&req, &settings.allowed_origins) {
+        METRICS
+            .rejected_connects
+            .with_label_values(&["origin"])
+            .inc();
         return Err(AppError::Forbidden("this Origin may not open a WebSocket here".into()).into());
+    }
+    if let Some(peer) = req.peer_addr() {
+        if !state.connect_limiter.allow(peer.ip()) {
+            METRICS.rejected_connects.with_label_values(&["rate"]).inc();
+            return Err(AppError::TooManyRequests(
+                "too many new connections from your address; retry in a second".into(),
+            )
+            .into());
+        }
     }
     let creds = credentials(&req, &query, &settings.token_cookie);
     let echo: Vec<&str> = creds.echo.as_deref().into_iter().collect();
     let rejected = |code: u16, error_code: &'static str, message: String| {
         tracing::debug!(code, error_code, %message, "websocket rejected");
+        METRICS
+            .rejected_connects
+            .with_label_values(&[error_code])
+            .inc();
         Err(Rejected {
             code,
             error_code,

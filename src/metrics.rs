@@ -1,0 +1,150 @@
+//! Prometheus metrics: sessions, users online, connects and disconnects by
+//! close code, frames in and out, deliveries, publish lag, scheduler ticks
+//! and errors, database pool use. Rendered by `GET /metrics`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::LazyLock;
+
+pub struct Metrics {
+    registry: Registry,
+    pub sessions: IntGauge,
+    pub users_online: IntGauge,
+    pub connects: IntCounter,
+    pub rejected_connects: IntCounterVec,
+    pub disconnects: IntCounterVec,
+    pub frames_in: IntCounter,
+    pub frames_out: IntCounter,
+    pub deliveries: IntCounter,
+    pub published: IntCounter,
+    pub publish_lag: Histogram,
+    pub scheduler_ticks: IntCounter,
+    pub scheduler_errors: IntCounter,
+    pub receipts_written: IntCounter,
+    pub slow_consumers: IntCounter,
+    pub db_pool_size: IntGauge,
+    pub db_pool_idle: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let publish_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "herald_publish_lag_seconds",
+                "Time from an announcement's publish_at to its hand-off to the registry",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(publish_lag.clone()))
+            .expect("unique metric");
+        Metrics {
+            sessions: gauge(&registry, "herald_sessions", "Open WebSocket sessions"),
+            users_online: gauge(
+                &registry,
+                "herald_users_online",
+                "Users with at least one open session",
+            ),
+            connects: counter(&registry, "herald_connects_total", "Sessions opened"),
+            rejected_connects: counter_vec(
+                &registry,
+                "herald_rejected_connects_total",
+                "Connections refused, by reason",
+                "reason",
+            ),
+            disconnects: counter_vec(
+                &registry,
+                "herald_disconnects_total",
+                "Sessions closed, by close code (none: the peer vanished)",
+                "code",
+            ),
+            frames_in: counter(
+                &registry,
+                "herald_frames_in_total",
+                "Frames received from clients",
+            ),
+            frames_out: counter(
+                &registry,
+                "herald_frames_out_total",
+                "Text frames sent to clients",
+            ),
+            deliveries: counter(
+                &registry,
+                "herald_deliveries_total",
+                "Announcement frames sent to sessions (live and replayed)",
+            ),
+            published: counter(
+                &registry,
+                "herald_published_total",
+                "Announcements published by this node",
+            ),
+            publish_lag,
+            scheduler_ticks: counter(&registry, "herald_scheduler_ticks_total", "Scheduler ticks"),
+            scheduler_errors: counter(
+                &registry,
+                "herald_scheduler_errors_total",
+                "Scheduler ticks that failed",
+            ),
+            receipts_written: counter(
+                &registry,
+                "herald_receipts_written_total",
+                "Receipts written to the database",
+            ),
+            slow_consumers: counter(
+                &registry,
+                "herald_slow_consumers_total",
+                "Sessions dropped because their outgoing queue was full",
+            ),
+            db_pool_size: gauge(
+                &registry,
+                "herald_db_pool_connections",
+                "Database connections open",
+            ),
+            db_pool_idle: gauge(
+                &registry,
+                "herald_db_pool_idle_connections",
+                "Database connections idle",
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
