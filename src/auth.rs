@@ -202,4 +202,17 @@ mod tests {
         assert!(!admin_token_matches("abd", "abc"));
         assert!(!admin_token_matches("ab", "abc"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_tokens_are_rejected_without_panic(token in proptest::prelude::any::<String>()) {
+            proptest::prop_assert!(keys().verify(&token).is_err());
+        }
+
+        #[test]
+        fn dotted_base64_garbage_is_rejected(a in "[A-Za-z0-9_-]{0,80}", b in "[A-Za-z0-9_-]{0,200}", c in "[A-Za-z0-9_-]{0,60}") {
+            let token = format!("{a}.{b}.{c}");
+            proptest::prop_assert!(keys().verify(&token).is_err());
+        }
+    }
 }

@@ -309,4 +309,24 @@ mod tests {
         let p: Value = serde_json::from_str(&pong(1, true)).expect("json");
         assert_eq!(p["code"], 2);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in proptest::prelude::any::<String>()) {
+            let _ = parse_client_text(&text);
+        }
+
+        #[test]
+        fn arbitrary_bytes_as_lossy_text_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse_client_text(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn json_shaped_frames_never_panic(
+            kind in "(ping|ack|read|sync|refresh|headerBeat|[a-z]{0,8})",
+            data in "[\\[\\]{}:,\"0-9a-z -]{0,64}",
+        ) {
+            let _ = parse_client_text(&format!(r#"{{"type":"{kind}","data":{data}}}"#));
+        }
+    }
 }

@@ -14,7 +14,6 @@ use crate::protocol::{self, ClientFrame};
 use actix::prelude::*;
 use actix_web_actors::ws;
 use bytestring::ByteString;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,6 +94,10 @@ pub struct Session {
     phase: Phase,
     welcomed: bool,
     pending_sync: Option<i64>,
+    /// The highest cursor a catch-up covered. A live announcement at or
+    /// below it was committed before the catch-up read the table, so the
+    /// replay already sent it (or it is not for this user): drop it.
+    replayed_up_to: i64,
     tokens: f64,
     last_refill: Instant,
     strikes: u32,
@@ -118,6 +121,7 @@ impl Session {
             phase: Phase::CatchingUp(Vec::new()),
             welcomed: false,
             pending_sync: None,
+            replayed_up_to: 0,
             tokens: FRAME_BURST,
             last_refill: Instant::now(),
             strikes: 0,
@@ -149,6 +153,13 @@ impl Session {
         let frame = if self.legacy { &p.legacy } else { &p.v1 };
         METRICS.deliveries.inc();
         self.send(ctx, frame.clone());
+    }
+
+    /// Sends a live announcement unless a catch-up already covered it.
+    fn send_live(&self, ctx: &mut ws::WebsocketContext<Self>, p: &Prepared) {
+        if p.cursor > self.replayed_up_to {
+            self.send_announcement(ctx, p);
+        }
     }
 
     /// The registry stopped routing to this session because its client fell
@@ -262,17 +273,23 @@ impl Session {
                 )?,
                 None => Vec::new(),
             };
-            let frames: Vec<(i64, String)> = replay
+            let frames: Vec<(i64, i64, String)> = replay
                 .iter()
                 .map(|f| {
                     let view = protocol::AnnouncementView::from(&f.row);
-                    (f.row.id, protocol::announcement(&view, legacy))
+                    let cursor = f.row.publish_cursor.unwrap_or(0);
+                    (f.row.id, cursor, protocol::announcement(&view, legacy))
                 })
                 .collect();
             Ok((cursor, unread, frames))
         });
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| match result {
-            Ok((cursor, unread, frames)) => act.finish_catch_up(ctx, cursor, unread, frames),
+            Ok((cursor, unread, frames)) => {
+                if let Some(since) = since {
+                    act.replayed_up_to = act.replayed_up_to.max(since);
+                }
+                act.finish_catch_up(ctx, cursor, unread, frames)
+            }
             Err(e) => {
                 tracing::warn!(session_id = act.id, user_id = %act.user_id, error = %e, "catch-up failed");
                 act.send(ctx, protocol::error(
@@ -289,7 +306,7 @@ impl Session {
         ctx: &mut ws::WebsocketContext<Self>,
         cursor: i64,
         unread: i64,
-        frames: Vec<(i64, String)>,
+        frames: Vec<(i64, i64, String)>,
     ) {
         if !self.welcomed {
             self.welcomed = true;
@@ -307,9 +324,8 @@ impl Session {
                 );
             }
         }
-        let mut sent: HashSet<i64> = HashSet::with_capacity(frames.len());
-        for (id, frame) in frames {
-            sent.insert(id);
+        for (_, cursor, frame) in frames {
+            self.replayed_up_to = self.replayed_up_to.max(cursor);
             METRICS.deliveries.inc();
             self.send(ctx, frame);
         }
@@ -317,8 +333,8 @@ impl Session {
             Phase::CatchingUp(buffered) => buffered,
             Phase::Live => Vec::new(),
         };
-        for p in buffered.iter().filter(|p| !sent.contains(&p.id)) {
-            self.send_announcement(ctx, p);
+        for p in &buffered {
+            self.send_live(ctx, p);
         }
         if let Some(since) = self.pending_sync.take() {
             self.catch_up(ctx, Some(since));
@@ -436,7 +452,7 @@ impl Handler<Push> for Session {
         match msg {
             Push::Announcement(p) => match &mut self.phase {
                 Phase::CatchingUp(buffer) => buffer.push(p),
-                Phase::Live => self.send_announcement(ctx, &p),
+                Phase::Live => self.send_live(ctx, &p),
             },
             Push::Frame(frame) => self.send(ctx, frame),
             Push::Close(close::GOING_AWAY, _) => {

@@ -6,6 +6,8 @@ use futures_util::{SinkExt, StreamExt};
 use herald::config::Settings;
 use herald::startup::{AppState, Application};
 use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -67,7 +69,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Stop without waiting; the runtime ends with the test anyway.
-        let _ = self.handle.stop(false);
+        drop(self.handle.stop(false));
     }
 }
 
@@ -333,5 +335,55 @@ impl Ws {
 
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
+    }
+}
+
+/// A herald child process, killed when dropped.
+pub struct Node {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Node {
+    /// Starts the real binary on a free port with the test secrets.
+    pub fn start(db: &str, extra_args: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["--bind", "127.0.0.1:0", "--database-url", db])
+            .args(extra_args)
+            .args(["--poll-interval-ms", "200", "--workers", "1"])
+            .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("HERALD_JWT_SECRET", JWT_SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn herald");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("address=http://127.0.0.1:").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = tx.send(port.parse::<u16>().unwrap_or(0));
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("herald printed its address");
+        Node { child, port }
+    }
+
+    pub fn kill(mut self) {
+        // SIGKILL: no shutdown path runs.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod delivery;
+mod hardening;
 mod helpers;
 mod restart;
 mod resume;

@@ -146,8 +146,8 @@ async fn reconnect_mid_stream_of_200_publishes_loses_none_and_repeats_none() {
         })
     };
 
-    // Drop the connection twice mid-stream and resume from the last cursor.
-    for drop_after in [40, 90, usize::MAX] {
+    // Reconnect every 25 announcements (8 times in all), each resuming from the last cursor.
+    for drop_after in (1..8).map(|n| n * 25).chain([usize::MAX]) {
         loop {
             if seen.len() == 200 || seen.values().sum::<usize>() >= drop_after {
                 break;
