@@ -261,6 +261,8 @@ fn serve(
             let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(user_timeout));
         }
     })
+    // Announcements are small frames that must leave at once: no Nagle.
+    .tcp_nodelay(true)
     // Our own signal handler closes sessions first, then stops the server.
     .disable_signals()
     .shutdown_timeout(settings.shutdown_grace);

@@ -37,7 +37,8 @@ impl Stats {
         if let Ok(mut rounds) = self.rounds.lock() {
             let round = rounds.entry(id).or_insert_with(|| Round {
                 received: 0,
-                latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+                latency_us: Histogram::new_with_bounds(1, 120_000_000, 3)
+                    .expect("histogram bounds"),
                 last_at: Instant::now(),
             });
             round.received += 1;
@@ -125,18 +126,29 @@ pub async fn open_all(
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn open(server: SocketAddr, source: Ipv4Addr, url: &str, protocols: &[String]) -> Result<Ws, String> {
+async fn open(
+    server: SocketAddr,
+    source: Ipv4Addr,
+    url: &str,
+    protocols: &[String],
+) -> Result<Ws, String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket
         .bind(SocketAddr::new(source.into(), 0))
         .map_err(|e| format!("bind {source}: {e}"))?;
-    socket.set_recv_buffer_size(16 * 1024).map_err(|e| e.to_string())?;
+    socket
+        .set_recv_buffer_size(16 * 1024)
+        .map_err(|e| e.to_string())?;
     let stream = socket.connect(server).await.map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
     if !protocols.is_empty() {
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
-            protocols.join(", ").parse().map_err(|_| "bad protocol header".to_string())?,
+            protocols
+                .join(", ")
+                .parse()
+                .map_err(|_| "bad protocol header".to_string())?,
         );
     }
     let config = WebSocketConfig::default()
@@ -152,13 +164,19 @@ async fn run(mut ws: Ws, ack: bool, stats: Arc<Stats>) {
     let mut seen: HashSet<i64> = HashSet::new();
     while let Some(Ok(msg)) = ws.next().await {
         let Message::Text(text) = msg else { continue };
-        let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else { continue };
+        let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
+            continue;
+        };
         if frame.kind != "announcement" {
             continue;
         }
         let Some(data) = frame.data else { continue };
-        let (Some(id), Some(at)) = (data.id, data.publish_at) else { continue };
-        let Ok(published) = chrono::DateTime::parse_from_rfc3339(at) else { continue };
+        let (Some(id), Some(at)) = (data.id, data.publish_at) else {
+            continue;
+        };
+        let Ok(published) = chrono::DateTime::parse_from_rfc3339(at) else {
+            continue;
+        };
         let latency = now_us() - published.timestamp_micros();
         if !seen.insert(id) {
             stats.duplicates.fetch_add(1, Ordering::Relaxed);

@@ -28,6 +28,8 @@ pub async fn serve(bind: &str) -> std::io::Result<()> {
     let hub = Arc::new(Hub::default());
     loop {
         let (stream, _) = listener.accept().await?;
+        // As herald does (HttpServer::tcp_nodelay): small frames leave at once.
+        let _ = stream.set_nodelay(true);
         let hub = hub.clone();
         tokio::spawn(async move {
             let _ = connection(stream, hub).await;
@@ -48,7 +50,12 @@ async fn connection(stream: TcpStream, hub: Arc<Hub>) -> Result<(), Box<dyn std:
             let answer = if offered.split(',').any(|p| p.trim() == "herald.v1") {
                 "herald.v1".to_string()
             } else {
-                offered.split(',').next().unwrap_or_default().trim().to_string()
+                offered
+                    .split(',')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
             };
             if let Ok(v) = HeaderValue::from_str(&answer) {
                 res.headers_mut().insert("Sec-WebSocket-Protocol", v);
@@ -59,7 +66,8 @@ async fn connection(stream: TcpStream, hub: Arc<Hub>) -> Result<(), Box<dyn std:
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
+    let ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
     let user = path
         .split(['?', '&'])
         .find_map(|kv| kv.strip_prefix("id="))

@@ -43,7 +43,11 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         sessions: usize,
         /// Comma-separated: idle, broadcast, sustained, targeted, receipts.
-        #[arg(long, value_delimiter = ',', default_value = "idle,broadcast,sustained,targeted")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "idle,broadcast,sustained,targeted"
+        )]
         scenarios: Vec<String>,
         /// Broadcast rounds.
         #[arg(long, default_value_t = 5)]
@@ -82,33 +86,93 @@ async fn main() {
             }
         }
         Cmd::Compare {
-            herald, sessions, scenarios, rounds, rate, targeted_rate, duration, source_ips,
-            concurrency, herald_env,
+            herald,
+            sessions,
+            scenarios,
+            rounds,
+            rate,
+            targeted_rate,
+            duration,
+            source_ips,
+            concurrency,
+            herald_env,
         } => {
-            let settings = Settings { sessions, rounds, rate, targeted_rate, duration: Duration::from_secs(duration), source_ips, concurrency };
+            let settings = Settings {
+                sessions,
+                rounds,
+                rate,
+                targeted_rate,
+                duration: Duration::from_secs(duration),
+                source_ips,
+                concurrency,
+            };
             let mut rows: Vec<(String, Option<f64>, Option<f64>, &'static str)> = Vec::new();
             let dir = std::env::temp_dir().join(format!("herald-loadgen-{}", std::process::id()));
             let _ = std::fs::create_dir_all(&dir);
             let db = format!("sqlite://{}", dir.join("herald.db").display());
-            let herald_node = start(Command::new(&herald)
-                .args(["--bind", "127.0.0.1:9200", "--database-url", &db, "--max-connects-per-ip", "0",
-                       "--max-sessions-per-user", "100", "--heartbeat-interval", "60", "--heartbeat-timeout", "120"])
-                .envs(herald_env.iter().filter_map(|kv| kv.split_once('=')))
-                .env("HERALD_ADMIN_TOKEN", ADMIN).env("HERALD_JWT_SECRET", SECRET).env("RUST_LOG", "warn"), 9200).await;
-            let h = run_target(Target::herald(9200), herald_node.id(), &settings, &scenarios).await;
+            let herald_node = start(
+                Command::new(&herald)
+                    .args([
+                        "--bind",
+                        "127.0.0.1:9200",
+                        "--database-url",
+                        &db,
+                        "--max-connects-per-ip",
+                        "0",
+                        "--max-sessions-per-user",
+                        "100",
+                        "--heartbeat-interval",
+                        "60",
+                        "--heartbeat-timeout",
+                        "120",
+                    ])
+                    .envs(herald_env.iter().filter_map(|kv| kv.split_once('=')))
+                    .env("HERALD_ADMIN_TOKEN", ADMIN)
+                    .env("HERALD_JWT_SECRET", SECRET)
+                    .env("RUST_LOG", "warn"),
+                9200,
+            )
+            .await;
+            let h = run_target(
+                Target::herald(9200),
+                herald_node.id(),
+                &settings,
+                &scenarios,
+            )
+            .await;
             drop(herald_node);
             let exe = std::env::current_exe().expect("own path");
-            let floor_node = start(Command::new(exe).args(["floor", "--bind", "127.0.0.1:9100"]), 9100).await;
-            let f = run_target(Target::Floor { port: 9100, control: tokio::sync::Mutex::new(None) }, floor_node.id(), &settings, &scenarios).await;
+            let floor_node = start(
+                Command::new(exe).args(["floor", "--bind", "127.0.0.1:9100"]),
+                9100,
+            )
+            .await;
+            let f = run_target(
+                Target::Floor {
+                    port: 9100,
+                    control: tokio::sync::Mutex::new(None),
+                },
+                floor_node.id(),
+                &settings,
+                &scenarios,
+            )
+            .await;
             drop(floor_node);
             for (name, hv, unit) in &h {
-                let fv = f.iter().find(|(n, _, _)| n == name).and_then(|(_, v, _)| *v);
+                let fv = f
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .and_then(|(_, v, _)| *v);
                 rows.push((name.clone(), *hv, fv, unit));
             }
             println!("\n| scenario ({sessions} sessions) | herald | floor | herald / floor |\n|---|---|---|---|");
             for (name, hv, fv, unit) in rows {
-                let show = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} {unit}"));
-                let ratio = match (hv, fv) { (Some(h), Some(f)) if f > 0.0 => format!("{:.2}", h / f), _ => "–".into() };
+                let show =
+                    |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} {unit}"));
+                let ratio = match (hv, fv) {
+                    (Some(h), Some(f)) if f > 0.0 => format!("{:.2}", h / f),
+                    _ => "–".into(),
+                };
                 println!("| {name} | {} | {} | {ratio} |", show(hv), show(fv));
             }
             let _ = std::fs::remove_dir_all(&dir);
@@ -129,7 +193,9 @@ struct Settings {
 /// A child server, killed when dropped.
 struct Node(Child);
 impl Node {
-    fn id(&self) -> u32 { self.0.id() }
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
 }
 impl Drop for Node {
     fn drop(&mut self) {
@@ -142,7 +208,10 @@ async fn start(cmd: &mut Command, port: u16) -> Node {
     let child = cmd.stdout(Stdio::null()).spawn().expect("start server");
     let node = Node(child);
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return node;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -151,17 +220,39 @@ async fn start(cmd: &mut Command, port: u16) -> Node {
 }
 
 enum Target {
-    Herald { port: u16, http: reqwest::Client, keys: herald::auth::TokenKeys },
-    Floor { port: u16, control: tokio::sync::Mutex<Option<futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, tokio_tungstenite::tungstenite::Message>>> },
+    Herald {
+        port: u16,
+        http: reqwest::Client,
+        keys: herald::auth::TokenKeys,
+    },
+    Floor {
+        port: u16,
+        control: tokio::sync::Mutex<
+            Option<
+                futures_util::stream::SplitSink<
+                    tokio_tungstenite::WebSocketStream<
+                        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+                    >,
+                    tokio_tungstenite::tungstenite::Message,
+                >,
+            >,
+        >,
+    },
 }
 
 impl Target {
     fn herald(port: u16) -> Target {
-        Target::Herald { port, http: reqwest::Client::new(), keys: herald::auth::TokenKeys::new(SECRET) }
+        Target::Herald {
+            port,
+            http: reqwest::Client::new(),
+            keys: herald::auth::TokenKeys::new(SECRET),
+        }
     }
 
     fn port(&self) -> u16 {
-        match self { Target::Herald { port, .. } | Target::Floor { port, .. } => *port }
+        match self {
+            Target::Herald { port, .. } | Target::Floor { port, .. } => *port,
+        }
     }
 
     fn session_url(&self, i: usize) -> (String, Vec<String>) {
@@ -193,14 +284,23 @@ impl Target {
                 use futures_util::{SinkExt, StreamExt};
                 let mut guard = control.lock().await;
                 if guard.is_none() {
-                    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/control")).await.ok()?;
+                    let (ws, _) =
+                        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/control"))
+                            .await
+                            .ok()?;
                     *guard = Some(ws.split().0);
                 }
                 let cmd = match user {
                     Some(u) => serde_json::json!({"id": seq, "user": format!("u{u}")}),
                     None => serde_json::json!({"id": seq}),
                 };
-                guard.as_mut()?.send(tokio_tungstenite::tungstenite::Message::text(cmd.to_string())).await.ok()?;
+                guard
+                    .as_mut()?
+                    .send(tokio_tungstenite::tungstenite::Message::text(
+                        cmd.to_string(),
+                    ))
+                    .await
+                    .ok()?;
                 Some(seq)
             }
         }
@@ -209,13 +309,20 @@ impl Target {
 
 /// (RSS KiB, CPU seconds) of a process.
 fn proc_usage(pid: u32) -> (u64, f64) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0);
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
         .and_then(|s| {
             let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            let ticks: f64 = rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
+            let ticks: f64 =
+                rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
             Some(ticks / 100.0)
         })
         .unwrap_or(0.0);
@@ -227,7 +334,9 @@ type Row = (String, Option<f64>, &'static str);
 async fn wait_for(stats: &Stats, id: i64, expected: u64, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if stats.received(id) >= expected { return true; }
+        if stats.received(id) >= expected {
+            return true;
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     false
@@ -247,29 +356,53 @@ fn merged(stats: &Stats, ids: &[i64]) -> (Histogram<u64>, u64) {
     (all, received)
 }
 
-fn ms(us: u64) -> Option<f64> { Some(us as f64 / 1000.0) }
+fn ms(us: u64) -> Option<f64> {
+    Some(us as f64 / 1000.0)
+}
 
 async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]) -> Vec<Row> {
-    let name = match target { Target::Herald { .. } => "herald", Target::Floor { .. } => "floor" };
+    let name = match target {
+        Target::Herald { .. } => "herald",
+        Target::Floor { .. } => "floor",
+    };
     let mut rows: Vec<Row> = Vec::new();
     let stats = Arc::new(Stats::default());
-    let server: SocketAddr = format!("127.0.0.1:{}", target.port()).parse().expect("addr");
+    let server: SocketAddr = format!("127.0.0.1:{}", target.port())
+        .parse()
+        .expect("addr");
     let ack = scenarios.iter().any(|sc| sc == "receipts");
-    let plan = Plan { server, sessions: s.sessions, source_ips: s.source_ips, concurrency: s.concurrency, ack };
+    let plan = Plan {
+        server,
+        sessions: s.sessions,
+        source_ips: s.source_ips,
+        concurrency: s.concurrency,
+        ack,
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (rss0, _) = proc_usage(pid);
     let (took, tasks) = clients::open_all(&plan, |i| target.session_url(i), stats.clone()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (rss1, _) = proc_usage(pid);
     let online = stats.connected.load(Ordering::Relaxed);
-    eprintln!("{name}: {online} sessions open ({} failed) in {took:?}; RSS {rss0} -> {rss1} KiB", stats.failed.load(Ordering::Relaxed));
+    eprintln!(
+        "{name}: {online} sessions open ({} failed) in {took:?}; RSS {rss0} -> {rss1} KiB",
+        stats.failed.load(Ordering::Relaxed)
+    );
     let mut seq = 0i64;
     for scenario in scenarios {
         match scenario.as_str() {
             "idle" => {
                 rows.push(("idle: sessions open".into(), Some(online as f64), ""));
-                rows.push(("idle: RSS per session".into(), Some(rss1.saturating_sub(rss0) as f64 * 1024.0 / online.max(1) as f64 / 1024.0), "KiB"));
-                rows.push(("idle: handshakes per second".into(), Some(online as f64 / took.as_secs_f64()), "/s"));
+                rows.push((
+                    "idle: RSS per session".into(),
+                    Some(rss1.saturating_sub(rss0) as f64 * 1024.0 / online.max(1) as f64 / 1024.0),
+                    "KiB",
+                ));
+                rows.push((
+                    "idle: handshakes per second".into(),
+                    Some(online as f64 / took.as_secs_f64()),
+                    "/s",
+                ));
             }
             "broadcast" | "receipts" => {
                 let mut ids = Vec::new();
@@ -278,9 +411,16 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
                 for _ in 0..rounds {
                     seq += 1;
                     let sent = Instant::now();
-                    let Some(id) = target.publish(seq, None).await else { continue };
+                    let Some(id) = target.publish(seq, None).await else {
+                        continue;
+                    };
                     let complete = wait_for(&stats, id, online, Duration::from_secs(20)).await;
-                    if !complete { eprintln!("{name}: round {id} incomplete: {}/{online}", stats.received(id)); }
+                    if !complete {
+                        eprintln!(
+                            "{name}: round {id} incomplete: {}/{online}",
+                            stats.received(id)
+                        );
+                    }
                     to_last.push(sent.elapsed());
                     ids.push(id);
                     if scenario == "receipts" {
@@ -288,29 +428,58 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
                             let deadline = Instant::now() + Duration::from_secs(30);
                             let mut written = None;
                             while Instant::now() < deadline {
-                                let v: serde_json::Value = match http.get(format!("http://127.0.0.1:{port}/api/announcements/{id}")).bearer_auth(ADMIN).send().await {
+                                let v: serde_json::Value = match http
+                                    .get(format!("http://127.0.0.1:{port}/api/announcements/{id}"))
+                                    .bearer_auth(ADMIN)
+                                    .send()
+                                    .await
+                                {
                                     Ok(r) => r.json().await.unwrap_or_default(),
                                     Err(_) => serde_json::Value::Null,
                                 };
-                                if v["stats"]["delivered"].as_u64() >= Some(online) { written = Some(sent.elapsed()); break; }
+                                if v["stats"]["delivered"].as_u64() >= Some(online) {
+                                    written = Some(sent.elapsed());
+                                    break;
+                                }
                                 tokio::time::sleep(Duration::from_millis(20)).await;
                             }
-                            rows.push((format!("receipts: {online} acks written"), written.map(|d| d.as_secs_f64() * 1000.0), "ms"));
+                            rows.push((
+                                format!("receipts: {online} acks written"),
+                                written.map(|d| d.as_secs_f64() * 1000.0),
+                                "ms",
+                            ));
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 let (h, received) = merged(&stats, &ids);
                 let expected = online * ids.len() as u64;
-                let label = if scenario == "receipts" { "receipts broadcast" } else { "broadcast" };
-                rows.push((format!("{label}: delivered exactly once"), Some(100.0 * received as f64 / expected.max(1) as f64), "%"));
+                let label = if scenario == "receipts" {
+                    "receipts broadcast"
+                } else {
+                    "broadcast"
+                };
+                rows.push((
+                    format!("{label}: delivered exactly once"),
+                    Some(100.0 * received as f64 / expected.max(1) as f64),
+                    "%",
+                ));
                 rows.push((format!("{label}: p50"), ms(h.value_at_quantile(0.5)), "ms"));
                 rows.push((format!("{label}: p90"), ms(h.value_at_quantile(0.9)), "ms"));
                 rows.push((format!("{label}: p99"), ms(h.value_at_quantile(0.99)), "ms"));
                 rows.push((format!("{label}: max"), ms(h.max()), "ms"));
-                let mean_last = to_last.iter().map(Duration::as_secs_f64).sum::<f64>() / to_last.len().max(1) as f64;
-                rows.push((format!("{label}: request to last delivery"), Some(mean_last * 1000.0), "ms"));
-                rows.push((format!("{label}: deliveries per second"), Some(online as f64 / mean_last.max(1e-9)), "/s"));
+                let mean_last = to_last.iter().map(Duration::as_secs_f64).sum::<f64>()
+                    / to_last.len().max(1) as f64;
+                rows.push((
+                    format!("{label}: request to last delivery"),
+                    Some(mean_last * 1000.0),
+                    "ms",
+                ));
+                rows.push((
+                    format!("{label}: deliveries per second"),
+                    Some(online as f64 / mean_last.max(1e-9)),
+                    "/s",
+                ));
             }
             "sustained" | "targeted" => {
                 let targeted = scenario == "targeted";
@@ -332,30 +501,65 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
                     pending.push(async move {
                         let id = target.publish(this, user).await;
                         drop(permit);
-                        if let Some(id) = id { ids.lock().await.push(id); }
+                        if let Some(id) = id {
+                            ids.lock().await.push(id);
+                        }
                     });
-                    if pending.len() >= 64 { futures_util::future::join_all(pending.drain(..)).await; }
+                    if pending.len() >= 64 {
+                        futures_util::future::join_all(pending.drain(..)).await;
+                    }
                 }
                 futures_util::future::join_all(pending).await;
                 let ids = ids.lock().await.clone();
                 let per = if targeted { 1 } else { online };
                 let expected = per * ids.len() as u64;
                 let deadline = Instant::now() + Duration::from_secs(30);
-                while Instant::now() < deadline && merged(&stats, &ids).1 < expected { tokio::time::sleep(Duration::from_millis(20)).await; }
+                while Instant::now() < deadline && merged(&stats, &ids).1 < expected {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 let (_, cpu1) = proc_usage(pid);
                 let (h, received) = merged(&stats, &ids);
                 let offered = per as f64 * per_sec as f64;
-                rows.push((format!("{scenario} {per_sec}/s × {}s: offered deliveries/s", s.duration.as_secs()), Some(offered), "/s"));
-                rows.push((format!("{scenario}: delivered"), Some(100.0 * received as f64 / expected.max(1) as f64), "%"));
-                rows.push((format!("{scenario}: p50"), ms(h.value_at_quantile(0.5)), "ms"));
-                rows.push((format!("{scenario}: p99"), ms(h.value_at_quantile(0.99)), "ms"));
+                rows.push((
+                    format!(
+                        "{scenario} {per_sec}/s × {}s: offered deliveries/s",
+                        s.duration.as_secs()
+                    ),
+                    Some(offered),
+                    "/s",
+                ));
+                rows.push((
+                    format!("{scenario}: delivered"),
+                    Some(100.0 * received as f64 / expected.max(1) as f64),
+                    "%",
+                ));
+                rows.push((
+                    format!("{scenario}: p50"),
+                    ms(h.value_at_quantile(0.5)),
+                    "ms",
+                ));
+                rows.push((
+                    format!("{scenario}: p99"),
+                    ms(h.value_at_quantile(0.99)),
+                    "ms",
+                ));
                 rows.push((format!("{scenario}: max"), ms(h.max()), "ms"));
-                rows.push((format!("{scenario}: CPU s per million deliveries"), Some((cpu1 - cpu0) / (received.max(1) as f64 / 1e6)), "s"));
+                rows.push((
+                    format!("{scenario}: CPU s per million deliveries"),
+                    Some((cpu1 - cpu0) / (received.max(1) as f64 / 1e6)),
+                    "s",
+                ));
             }
             other => eprintln!("unknown scenario {other}"),
         }
     }
-    rows.push(("duplicates seen".into(), Some(stats.duplicates.load(Ordering::Relaxed) as f64), ""));
-    for t in tasks { t.abort(); }
+    rows.push((
+        "duplicates seen".into(),
+        Some(stats.duplicates.load(Ordering::Relaxed) as f64),
+        "",
+    ));
+    for t in tasks {
+        t.abort();
+    }
     rows
 }
