@@ -67,7 +67,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Stop without waiting; the runtime ends with the test anyway.
-        let _ = self.handle.stop(false);
+        drop(self.handle.stop(false));
     }
 }
 
