@@ -1,6 +1,6 @@
-//! herald.js in the user page when things go wrong: the server is killed and
-//! restarted, the page is reloaded or left and reopened, the token expires
-//! or belongs to someone else.
+//! herald.js in the user page when things go wrong: the server is killed (or
+//! stopped with SIGTERM) and restarted, the page is reloaded or left and
+//! reopened, the token expires or belongs to someone else.
 
 use crate::harness::*;
 use serde_json::{json, Value};
@@ -120,6 +120,27 @@ async fn user_page_survives_a_server_kill_and_a_reload_without_repeating_toasts(
         states.as_array().and_then(|s| s.last()),
         Some(&json!("open"))
     );
+
+    // SIGTERM: herald closes the page's socket with 1001, and herald.js
+    // waits at least a second before coming back.
+    tab.js("window.__closes = []; heraldApp.client.on('close', (e) => __closes.push({code: e.code, at: Date.now()})); return true;")
+        .await;
+    let dials_before_term = tab.js("return __dials.length").await.as_u64().expect("n");
+    herald.terminate();
+    let close = tab
+        .wait_for("the 1001 close", "__closes.find((c) => c.code === 1001)")
+        .await;
+    herald.restart();
+    tab.wait_for(
+        "open after the graceful restart",
+        "heraldApp.client.state === 'open'",
+    )
+    .await;
+    let redial = tab
+        .js(&format!("return __dials[{dials_before_term}].at"))
+        .await;
+    let waited = redial.as_i64().expect("a dial") - close["at"].as_i64().expect("at");
+    assert!(waited >= 1_000, "reconnected {waited} ms after 1001");
 
     // A reload signs in again (this tab's session) and shows no old toast.
     tab.reload().await;

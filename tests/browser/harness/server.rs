@@ -47,6 +47,26 @@ impl Herald {
         }
     }
 
+    /// SIGTERM, then waits for the graceful exit (sessions closed with 1001).
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM herald");
+        let deadline = Instant::now() + WAIT;
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("herald did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts again on the same port and database (retrying briefly in case
     /// the port is not free yet).
     pub fn restart(&mut self) {
