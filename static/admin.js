@@ -138,8 +138,8 @@ function updateRow(row, item) {
       h('span', { class: 'title-text', title: item.content ?? '' }, item.title ?? ''));
   }
   setText(cell('audience'), describeAudience(item.audience));
-  setText(cell('publish-at'), formatTime(item.publish_at) || '—');
-  setText(cell('expires-at'), formatTime(item.expires_at) || '—');
+  setTime(cell('publish-at'), item.publish_at);
+  setTime(cell('expires-at'), item.expires_at);
   const stats = item.stats ?? {};
   for (const col of NUMERIC) setText(cell(col), String(stats[col === 'online' ? 'online_at_publish' : col] ?? '–'));
 
@@ -335,6 +335,20 @@ function showError(selector, message) {
   const el = $(selector);
   el.textContent = message;
   el.hidden = !message;
+}
+
+/** A table cell's time: compact local time (so the table fits a laptop screen), UTC on hover. */
+function setTime(el, ts) {
+  setText(el, formatShort(ts) || '—');
+  if (el.title !== (ts ?? '')) el.title = ts ?? '';
+}
+
+/** Local time without the year when it is this year's, e.g. "Nov 22, 7:34 AM". */
+function formatShort(ts) {
+  const d = ts ? new Date(ts) : null;
+  if (!d || Number.isNaN(d.getTime())) return '';
+  const year = d.getFullYear() === new Date().getFullYear() ? undefined : 'numeric';
+  return d.toLocaleString(undefined, { year, month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' });
 }
 
 function formatTime(ts) {

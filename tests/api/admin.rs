@@ -211,7 +211,10 @@ async fn demo_pages_are_served_with_types() {
     let app = spawn_app().await;
     for (path, ty) in [
         ("/", "text/html"),
+        ("/index.html", "text/html"),
         ("/admin.html", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/admin.js", "text/javascript"),
         ("/herald.js", "text/javascript"),
         ("/herald.css", "text/css"),
     ] {
@@ -227,7 +230,19 @@ async fn demo_pages_are_served_with_types() {
             .expect("ascii")
             .to_string();
         assert!(got.starts_with(ty), "{path}: {got}");
-        assert!(res.headers().contains_key("etag"));
+        // Revalidated on every load, so an upgraded herald never serves a
+        // stale script beside a new page; unchanged files cost a 304.
+        assert_eq!(res.headers()["cache-control"], "no-cache", "{path}");
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+        let etag = res.headers()["etag"].clone();
+        let again = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .header("If-None-Match", etag)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(again.status().as_u16(), 304, "{path}");
     }
     let missing = app
         .http

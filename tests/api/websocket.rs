@@ -205,3 +205,79 @@ async fn oversized_frame_closes_with_1009() {
     .await;
     assert_eq!(ws.closed().await, Closed::Code(1009));
 }
+
+/// Opens a socket that carries its token in a cookie, as a page on herald's
+/// origin does with code it cannot change.
+async fn open_with_cookie(url: &str, cookie: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("Cookie", cookie.parse().expect("header value"));
+    let (stream, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("handshake");
+    Ws {
+        stream,
+        welcome: serde_json::Value::Null,
+        protocol: None,
+    }
+}
+
+#[actix_web::test]
+async fn seed_url_forms_get_the_legacy_frames() {
+    let app = spawn_app().await;
+    let token = app.token("alice");
+    let cookie = format!("herald_token={token}");
+    let mut sockets = vec![
+        open_with_cookie(&app.ws_url("/ws/alice:1795300000000"), &cookie).await,
+        open_with_cookie(&app.ws_url("/websocket/alice"), &cookie).await,
+        Ws::open(&app.ws_url("/ws/alice"), &[&token])
+            .await
+            .expect("handshake")
+            .0,
+        Ws::open(
+            &app.ws_url(&format!("/ws?token={token}&project=jd-shop&uid=alice")),
+            &[],
+        )
+        .await
+        .expect("handshake")
+        .0,
+    ];
+    for ws in &mut sockets {
+        ws.send_text("heartCheck").await;
+        let first = ws.next_json().await;
+        assert_eq!(first["type"], "pong", "no welcome first: {first}");
+        assert_eq!(first["code"], 2);
+    }
+
+    let created = app.announce_all("Maintenance").await;
+    for ws in &mut sockets {
+        let frame = ws.next_of("announcement").await;
+        assert_eq!(frame["id"], created["id"]);
+        assert_eq!(frame["title"], "Maintenance");
+        assert_eq!(frame["content"], "body");
+        assert_eq!(frame["level"], "info");
+        assert_eq!(frame["data"]["title"], "Maintenance");
+        assert!(frame["data"]["cursor"].is_i64());
+    }
+
+    // The protocol-v1 form keeps the v1 shapes.
+    let mut v1 = app.connect("alice").await;
+    v1.send_text("heartCheck").await;
+    let pong = v1.next_of("pong").await;
+    assert!(pong.get("code").is_none(), "{pong}");
+}
+
+#[actix_web::test]
+async fn token_cookie_name_is_configurable() {
+    let app = spawn_app_with(|s| s.token_cookie = "sid".into()).await;
+    let token = app.token("alice");
+    let mut ws = open_with_cookie(&app.ws_url("/ws/alice"), &format!("sid={token}")).await;
+    ws.send_text("ping").await;
+    assert_eq!(ws.next_json().await["type"], "pong");
+
+    let mut ws = open_with_cookie(&app.ws_url("/ws/alice"), &format!("herald_token={token}")).await;
+    assert_eq!(ws.next_json().await["data"]["code"], "missing_token");
+    assert_eq!(ws.closed().await, Closed::Code(4001));
+}
