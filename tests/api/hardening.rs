@@ -111,8 +111,8 @@ async fn frame_flood_gets_rate_limited_then_4008() {
     assert!(ws.try_next_json(Duration::from_millis(200)).await.is_none());
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -122,23 +122,29 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+fn user_token(user: &str) -> String {
+    herald::auth::TokenKeys::new(JWT_SECRET)
+        .mint(user, &[], 600)
+        .expect("mint")
+        .0
+}
+
 /// A socket with a tiny receive buffer that the test never reads.
-async fn stalled_socket(app: &TestApp, user: &str) -> Ws {
+async fn stalled_socket(port: u16, user: &str) -> Ws {
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket.set_recv_buffer_size(4_096).expect("rcvbuf");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", app.port).parse().expect("addr");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     socket.set_nonblocking(true).expect("nonblocking");
     let _ = socket.connect(&addr.into());
     let stream = tokio::net::TcpStream::from_std(socket.into()).expect("tokio stream");
     stream.writable().await.expect("connected");
-    let mut request = app
-        .ws_url(&format!("/ws?id={user}"))
+    let mut request = format!("ws://127.0.0.1:{port}/ws?id={user}")
         .into_client_request()
         .expect("request");
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
-        format!("herald.v1, {}", app.token(user))
+        format!("herald.v1, {}", user_token(user))
             .parse()
             .expect("header"),
     );
@@ -153,44 +159,75 @@ async fn stalled_socket(app: &TestApp, user: &str) -> Ws {
     }
 }
 
+async fn open_reader(port: u16, user: &str, since: i64) -> Ws {
+    let url = format!("ws://127.0.0.1:{port}/ws?id={user}&since={since}");
+    let (mut ws, _) = Ws::open(&url, &["herald.v1", &user_token(user)])
+        .await
+        .expect("open");
+    assert_eq!(ws.next_json().await["type"], "welcome");
+    ws
+}
+
+/// Runs against a herald child process so that its memory is measured
+/// alone, not together with the other tests in this process.
 #[actix_web::test]
 async fn client_that_never_reads_is_dropped_with_bounded_memory_and_resumes() {
     const ROUNDS: usize = 50;
     const CONTENT: usize = 100_000;
-    let app = spawn_app_with(|s| {
-        s.max_queued_bytes = 256 * 1024;
-        s.max_content_chars = CONTENT;
-        s.max_body_bytes = 4 * CONTENT;
-    })
-    .await;
-    let mut stalled = stalled_socket(&app, "sleepy").await;
-    let mut healthy = app.connect("awake").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let node = Node::start(
+        &db,
+        &[
+            "--max-queued-bytes",
+            "262144",
+            "--max-content-chars",
+            &CONTENT.to_string(),
+            "--max-body-bytes",
+            &(4 * CONTENT).to_string(),
+        ],
+    );
+    let (port, pid) = (node.port, node.child.id());
+    let http = reqwest::Client::new();
+    let mut stalled = stalled_socket(port, "sleepy").await;
+    let mut healthy = open_reader(port, "awake", 0).await;
     let content = "x".repeat(CONTENT);
     let mut ids = Vec::new();
     let mut rss = Vec::new();
     // Phase one fills the stalled client's buffers and overflows its queue;
     // phase two measures what further broadcasts cost while it stays stalled.
     for phase in 0..2 {
-        rss.push(rss_kib());
+        rss.push(rss_kib(pid));
         for i in 0..ROUNDS {
-            let a = app
-                .announce(json!({"title": format!("big {phase}.{i}"), "content": content, "audience": {"all": true}}))
-                .await;
-            ids.push(a["id"].as_i64().expect("id"));
+            let res = http
+                .post(format!("http://127.0.0.1:{port}/api/announcements"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"title": format!("big {phase}.{i}"), "content": content, "audience": {"all": true}}))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(res.status().as_u16(), 201);
+            let id = res.json::<Value>().await.expect("json")["id"]
+                .as_i64()
+                .expect("id");
+            ids.push(id);
             let frame = healthy.next_of("announcement").await;
-            assert_eq!(frame["data"]["id"], a["id"], "the reading client keeps up");
+            assert_eq!(frame["data"]["id"], id, "the reading client keeps up");
         }
     }
-    rss.push(rss_kib());
+    rss.push(rss_kib(pid));
     let offered_kib = (ROUNDS * CONTENT / 1024) as u64;
     let growth = rss[2].saturating_sub(rss[1]);
     eprintln!(
-        "slow client: RSS {} -> {} -> {} KiB; phase two offered {offered_kib} KiB to the stalled client, RSS grew {growth} KiB",
+        "slow client: herald RSS {} -> {} -> {} KiB; phase two offered {offered_kib} KiB to the stalled client, RSS grew {growth} KiB",
         rss[0], rss[1], rss[2]
     );
-    let presence: Value = app
-        .admin_get("/api/presence/sleepy")
+    let presence: Value = http
+        .get(format!("http://127.0.0.1:{port}/api/presence/sleepy"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
         .await
+        .expect("request")
         .json()
         .await
         .expect("json");
@@ -223,9 +260,7 @@ async fn client_that_never_reads_is_dropped_with_bounded_memory_and_resumes() {
         }
     };
     assert_eq!(closed, Some(4029));
-    let mut resumed = app
-        .connect_with("sleepy", &[], &format!("&since={last_cursor}"))
-        .await;
+    let mut resumed = open_reader(port, "sleepy", last_cursor).await;
     while got.len() < ids.len() {
         got.push(
             resumed.next_of("announcement").await["data"]["id"]
