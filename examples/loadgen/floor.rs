@@ -41,6 +41,8 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+// The handshake callback's error type is tungstenite's, not ours.
+#[allow(clippy::result_large_err)]
 async fn connection(stream: TcpStream, hub: Arc<Hub>) -> Result<(), Box<dyn std::error::Error>> {
     let mut path = String::new();
     let callback = |req: &Request, mut res: Response| {
