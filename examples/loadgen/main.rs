@@ -223,7 +223,7 @@ enum Target {
     Herald {
         port: u16,
         http: reqwest::Client,
-        keys: herald::auth::TokenKeys,
+        keys: Box<herald::auth::TokenKeys>,
     },
     Floor {
         port: u16,
@@ -245,7 +245,7 @@ impl Target {
         Target::Herald {
             port,
             http: reqwest::Client::new(),
-            keys: herald::auth::TokenKeys::new(SECRET),
+            keys: Box::new(herald::auth::TokenKeys::new(SECRET)),
         }
     }
 
