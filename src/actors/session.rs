@@ -13,7 +13,6 @@ use crate::protocol::{self, ClientFrame};
 use actix::prelude::*;
 use actix_web_actors::ws;
 use bytestring::ByteString;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +87,10 @@ pub struct Session {
     legacy: bool,
     token_exp: u64,
     since: Option<i64>,
+    /// The highest cursor a replay covered. Cursors are handed out in commit
+    /// order, so every announcement at or below it that this user may see
+    /// was in that replay: a live copy arriving later is a duplicate.
+    replayed_upto: i64,
     hb: Instant,
     interval: Duration,
     timeout: Duration,
@@ -109,6 +112,7 @@ impl Session {
             legacy: params.legacy,
             token_exp: params.token_exp,
             since: params.since,
+            replayed_upto: params.since.unwrap_or(0),
             hb: Instant::now(),
             interval: params.interval,
             timeout: params.timeout,
@@ -131,7 +135,11 @@ impl Session {
         ctx.stop();
     }
 
+    /// Sends a live announcement unless the replay already did.
     fn send_announcement(&self, ctx: &mut ws::WebsocketContext<Self>, p: &Prepared) {
+        if p.cursor <= self.replayed_upto {
+            return;
+        }
         let frame = if self.legacy { &p.legacy } else { &p.v1 };
         ctx.text(frame.clone());
     }
@@ -169,7 +177,8 @@ impl Session {
 
     /// Registers with the registry first, then catches up: anything
     /// published after registration arrives live (and waits in the buffer),
-    /// anything before is in the catch-up query. Duplicates are dropped by id.
+    /// anything before is in the catch-up query. A live copy of something
+    /// the replay sent is dropped by cursor (`replayed_upto`).
     fn register(&self, ctx: &mut ws::WebsocketContext<Self>) {
         let connect = Connect {
             user_id: self.user_id.clone(),
@@ -227,7 +236,10 @@ impl Session {
                 .iter()
                 .map(|f| {
                     let view = protocol::AnnouncementView::from(&f.row);
-                    (f.row.id, protocol::announcement(&view, legacy))
+                    (
+                        view.cursor.unwrap_or(0),
+                        protocol::announcement(&view, legacy),
+                    )
                 })
                 .collect();
             Ok((cursor, unread, frames))
@@ -265,17 +277,16 @@ impl Session {
                 }));
             }
         }
-        let mut sent: HashSet<i64> = HashSet::with_capacity(frames.len());
-        for (id, frame) in frames {
-            sent.insert(id);
+        for (cursor, frame) in frames {
+            self.replayed_upto = self.replayed_upto.max(cursor);
             ctx.text(frame);
         }
         let buffered = match std::mem::replace(&mut self.phase, Phase::Live) {
             Phase::CatchingUp(buffered) => buffered,
             Phase::Live => Vec::new(),
         };
-        for p in buffered.iter().filter(|p| !sent.contains(&p.id)) {
-            self.send_announcement(ctx, p);
+        for p in buffered {
+            self.send_announcement(ctx, &p);
         }
         if let Some(since) = self.pending_sync.take() {
             self.catch_up(ctx, Some(since));
