@@ -109,15 +109,35 @@ pub fn connect(url: &str, max_size: u32) -> Result<DbPool, DbError> {
     Ok(pool)
 }
 
+/// Key of the PostgreSQL advisory lock held while migrating.
+const MIGRATION_LOCK: i64 = 0x6865_7261_6c64; // "herald"
+
 /// Applies every pending embedded migration for the connection's backend.
+/// On PostgreSQL several nodes may start at once: an advisory lock lets one
+/// migrate while the others wait, then find nothing pending.
 pub fn migrate(conn: &mut DbConn) -> Result<(), DbError> {
     let migrations = match conn {
         DbConn::Pg(_) => POSTGRES_MIGRATIONS,
         DbConn::Sqlite(_) => SQLITE_MIGRATIONS,
     };
-    conn.run_pending_migrations(migrations)
+    if let DbConn::Pg(c) = conn {
+        advisory_lock(c, "pg_advisory_lock")?;
+    }
+    let migrated = conn
+        .run_pending_migrations(migrations)
         .map(|_| ())
-        .map_err(|e| DbError::Migration(e.to_string()))
+        .map_err(|e| DbError::Migration(e.to_string()));
+    if let DbConn::Pg(c) = conn {
+        advisory_lock(c, "pg_advisory_unlock")?;
+    }
+    migrated
+}
+
+fn advisory_lock(conn: &mut diesel::PgConnection, function: &str) -> Result<(), DbError> {
+    diesel::sql_query(format!("SELECT {function}($1)"))
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Runs blocking database work on actix's blocking thread pool.
