@@ -165,7 +165,7 @@ pub fn list(
 
 #[derive(Debug)]
 pub enum ChangeOutcome {
-    Changed(FullAnnouncement),
+    Changed(Box<FullAnnouncement>),
     NotFound,
     /// The announcement is no longer scheduled; carries its status.
     NotScheduled(Status),
@@ -211,7 +211,7 @@ pub fn update_scheduled(
             write_targets(conn, id, audience)?;
         }
         match get(conn, id)? {
-            Some(full) => Ok(ChangeOutcome::Changed(full)),
+            Some(full) => Ok(ChangeOutcome::Changed(Box::new(full))),
             None => Ok(ChangeOutcome::NotFound),
         }
     })
