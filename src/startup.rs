@@ -1,5 +1,6 @@
-//! Wiring: pool and migrations, secrets, the registry, scheduler and receipt
-//! writer (each started once, before the HTTP server), routes, bind, serve.
+//! Wiring: pool and migrations, secrets, the registry, the cluster link (on
+//! PostgreSQL), scheduler and receipt writer (each started once, before the
+//! HTTP server), routes, bind, serve.
 
 use crate::actors::messages::CloseAll;
 use crate::actors::receipts::ReceiptWriter;
@@ -7,6 +8,7 @@ use crate::actors::registry::Registry;
 use crate::actors::scheduler::Scheduler;
 use crate::actors::session::{close, SessionDeps};
 use crate::auth::{random_secret, TokenKeys};
+use crate::cluster::{self, ClusterHandle};
 use crate::config::Settings;
 use crate::db::{self, settings as stored, DbPool};
 use crate::routes;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub scheduler: Addr<Scheduler>,
     pub receipts: Addr<ReceiptWriter>,
     pub scheduler_alive: Arc<AtomicI64>,
+    /// This node's link to the others; `None` on SQLite (one node).
+    pub cluster: Option<ClusterHandle>,
 }
 
 impl AppState {
@@ -106,6 +110,13 @@ impl Application {
         };
 
         let registry = Registry::new(settings.max_sessions_per_user).start();
+        // Listening starts before the scheduler's first claim.
+        let cluster = match db::Backend::of(&settings.database_url) {
+            db::Backend::Postgres => {
+                Some(cluster::start(&settings.database_url, pool.clone(), registry.clone()).await?)
+            }
+            db::Backend::Sqlite => None,
+        };
         let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
         let scheduler = Scheduler::new(
             pool.clone(),
@@ -117,6 +128,7 @@ impl Application {
         let receipts = ReceiptWriter::new(
             pool.clone(),
             registry.clone(),
+            cluster.clone(),
             Duration::from_millis(settings.receipt_flush_ms.max(1)),
         )
         .start();
@@ -130,6 +142,7 @@ impl Application {
             scheduler,
             receipts,
             scheduler_alive,
+            cluster,
         });
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
@@ -180,7 +193,12 @@ impl Application {
             tracing::info!(sessions = closed, "sessions told to reconnect elsewhere");
             handle.stop(true).await;
         });
-        server.await
+        let cluster = self.state.cluster.clone();
+        let served = server.await;
+        if let Some(cluster) = cluster {
+            cluster.shutdown();
+        }
+        served
     }
 }
 

@@ -52,6 +52,8 @@ pub enum DbError {
     Pool(#[from] diesel::r2d2::PoolError),
     #[error("database: {0}")]
     Query(#[from] diesel::result::Error),
+    #[error("database connection: {0}")]
+    Connect(#[from] diesel::ConnectionError),
     #[error("migrations: {0}")]
     Migration(String),
     #[error("database worker failed: {0}")]
