@@ -1,8 +1,9 @@
 //! herald's integration tests: one binary, a real server per test.
 
+#[macro_use]
+mod helpers;
 mod admin;
 mod delivery;
-mod helpers;
 mod restart;
 mod resume;
 mod websocket;

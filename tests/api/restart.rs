@@ -4,57 +4,7 @@
 use crate::helpers::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// A herald child process, killed when dropped.
-struct Node {
-    child: Child,
-    port: u16,
-}
-
-impl Node {
-    fn start(db: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["--bind", "127.0.0.1:0", "--database-url", db])
-            .args(["--poll-interval-ms", "200", "--workers", "1"])
-            .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("HERALD_JWT_SECRET", JWT_SECRET)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn herald");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("address=http://127.0.0.1:").nth(1) {
-                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    let _ = tx.send(port.parse::<u16>().unwrap_or(0));
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("herald printed its address");
-        Node { child, port }
-    }
-
-    fn kill(mut self) {
-        // SIGKILL: no shutdown path runs.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn create(http: &reqwest::Client, port: u16, title: &str, at_ms: i64) -> i64 {
     let res = http
@@ -73,26 +23,19 @@ async fn create(http: &reqwest::Client, port: u16, title: &str, at_ms: i64) -> i
         .expect("id")
 }
 
-fn token(user: &str) -> String {
-    herald::auth::TokenKeys::new(JWT_SECRET)
-        .mint(user, &[], 600)
-        .expect("mint")
-        .0
-}
-
 async fn connect(port: u16, since: i64) -> Ws {
     let url = format!("ws://127.0.0.1:{port}/ws?id=alice&since={since}");
-    let (mut ws, _) = Ws::open(&url, &["herald.v1", &token("alice")])
+    let (mut ws, _) = Ws::open(&url, &["herald.v1", &user_token("alice")])
         .await
         .expect("connect");
     assert_eq!(ws.next_json().await["type"], "welcome");
     ws
 }
 
-#[actix_web::test]
+both_backends!(sigkill_with_pending_announcements_loses_none_and_repeats_none);
 async fn sigkill_with_pending_announcements_loses_none_and_repeats_none() {
-    let dir = tempfile::tempdir().expect("dir");
-    let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let test_db = TestDb::new();
+    let db = test_db.url.clone();
     let http = reqwest::Client::new();
     let mut seen: HashMap<i64, usize> = HashMap::new();
     let mut cursor = 0;
