@@ -3,6 +3,7 @@
 #[macro_use]
 mod helpers;
 mod admin;
+mod cluster;
 mod delivery;
 mod restart;
 mod resume;
