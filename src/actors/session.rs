@@ -112,7 +112,7 @@ impl Session {
             legacy: params.legacy,
             token_exp: params.token_exp,
             since: params.since,
-            replayed_upto: params.since.unwrap_or(0),
+            replayed_upto: 0,
             hb: Instant::now(),
             interval: params.interval,
             timeout: params.timeout,
@@ -245,7 +245,9 @@ impl Session {
             Ok((cursor, unread, frames))
         });
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| match result {
-            Ok((cursor, unread, frames)) => act.finish_catch_up(ctx, cursor, unread, frames),
+            Ok((cursor, unread, frames)) => {
+                act.finish_catch_up(ctx, since, cursor, unread, frames)
+            }
             Err(e) => {
                 tracing::warn!(session_id = act.id, user_id = %act.user_id, error = %e, "catch-up failed");
                 ctx.text(protocol::error(
@@ -260,6 +262,7 @@ impl Session {
     fn finish_catch_up(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
+        since: Option<i64>,
         cursor: i64,
         unread: i64,
         frames: Vec<(i64, String)>,
@@ -277,8 +280,14 @@ impl Session {
                 }));
             }
         }
-        for (cursor, frame) in frames {
-            self.replayed_upto = self.replayed_upto.max(cursor);
+        // The client has everything up to its `since`, but only as far as
+        // this server has handed out cursors: a stale cursor from a reset
+        // database must not hide new announcements.
+        if let Some(since) = since {
+            self.replayed_upto = self.replayed_upto.max(since.min(cursor));
+        }
+        for (replayed, frame) in frames {
+            self.replayed_upto = self.replayed_upto.max(replayed);
             ctx.text(frame);
         }
         let buffered = match std::mem::replace(&mut self.phase, Phase::Live) {

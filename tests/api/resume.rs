@@ -195,6 +195,16 @@ async fn sync_frame_replays_after_the_cursor_in_order() {
     );
 }
 
+both_backends!(cursor_from_a_reset_server_does_not_hide_new_announcements);
+async fn cursor_from_a_reset_server_does_not_hide_new_announcements() {
+    let app = spawn_app().await;
+    // A client that kept cursor 500 from a database that no longer exists.
+    let mut ws = app.connect_with("alice", &[], "&since=500").await;
+    assert_eq!(ws.welcome["data"]["cursor"], 0);
+    let id = id_of(&app.announce_all("fresh start").await);
+    assert_eq!(ws.next_of("announcement").await["data"]["id"], id);
+}
+
 both_backends!(receipts_are_idempotent_and_counted);
 async fn receipts_are_idempotent_and_counted() {
     let app = spawn_app().await;
