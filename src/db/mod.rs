@@ -60,6 +60,44 @@ pub enum DbError {
     Blocking(String),
 }
 
+/// The URL with any password replaced by `***`, for logs:
+/// `postgres://herald:secret@db/herald` → `postgres://herald:***@db/herald`.
+pub fn redacted(url: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest
+                .split_once('/')
+                .map_or((rest, None), |(a, p)| (a, Some(p)));
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => format!("{userinfo}@{host}"),
+                },
+                None => authority.to_string(),
+            };
+            match path {
+                Some(path) => format!("{scheme}://{authority}/{path}"),
+                None => format!("{scheme}://{authority}"),
+            }
+        }
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out = format!("{out}?{}", params.join("&"));
+    }
+    out
+}
+
 /// The form the SQLite path takes in a URL: `sqlite://herald.db`,
 /// `sqlite:herald.db` and a bare path all mean the file `herald.db`.
 pub fn sqlite_path(url: &str) -> &str {
@@ -194,4 +232,26 @@ macro_rules! insert_rows {
             $crate::db::DbConn::Sqlite(c) => diesel::insert_into($table).values($values).execute(c),
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_logged_urls() {
+        assert_eq!(
+            redacted("postgres://herald:s3cret@db:5432/herald"),
+            "postgres://herald:***@db:5432/herald"
+        );
+        assert_eq!(
+            redacted("postgres://db/herald?user=h&password=s3cret&sslmode=require"),
+            "postgres://db/herald?user=h&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redacted("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(redacted("sqlite://herald.db"), "sqlite://herald.db");
+    }
 }
