@@ -42,7 +42,7 @@ fn serve(settings: herald::config::Settings) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let base = format!("http://{}", display_addr(&settings.bind, app.port()));
-        tracing::info!(address = %base, database = %settings.database_url, "herald is listening");
+        tracing::info!(address = %base, database = %db::redacted(&settings.database_url), "herald is listening");
         if let Some(token) = &app.generated_admin_token {
             tracing::info!(
                 "generated the admin token (shown once; it is stored in the database): {token}"

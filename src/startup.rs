@@ -1,5 +1,6 @@
-//! Wiring: pool and migrations, secrets, the registry, scheduler and receipt
-//! writer (each started once, before the HTTP server), routes, bind, serve.
+//! Wiring: pool and migrations, secrets, the registry, the cluster link (on
+//! PostgreSQL), scheduler and receipt writer (each started once, before the
+//! HTTP server), routes, bind, serve.
 
 use crate::actors::messages::CloseAll;
 use crate::actors::receipts::ReceiptWriter;
@@ -7,6 +8,7 @@ use crate::actors::registry::Registry;
 use crate::actors::scheduler::Scheduler;
 use crate::actors::session::{close, SessionDeps};
 use crate::auth::{random_secret, TokenKeys};
+use crate::cluster::{self, ClusterHandle};
 use crate::config::Settings;
 use crate::db::{self, settings as stored, DbPool};
 use crate::routes;
@@ -30,6 +32,8 @@ pub struct AppState {
     pub scheduler_alive: Arc<AtomicI64>,
     pub scheduler_failing: Arc<AtomicBool>,
     pub connect_limiter: crate::limits::RateLimiter,
+    /// This node's link to the others; `None` on SQLite (one node).
+    pub cluster: Option<ClusterHandle>,
 }
 
 impl AppState {
@@ -109,6 +113,13 @@ impl Application {
 
         let registry =
             Registry::new(settings.max_sessions_per_user, settings.max_queued_bytes).start();
+        // Listening starts before the scheduler's first claim.
+        let cluster = match db::Backend::of(&settings.database_url) {
+            db::Backend::Postgres => {
+                Some(cluster::start(&settings.database_url, pool.clone(), registry.clone()).await?)
+            }
+            db::Backend::Sqlite => None,
+        };
         let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
         let scheduler_failing = Arc::new(AtomicBool::new(false));
         let scheduler = Scheduler::new(
@@ -122,6 +133,7 @@ impl Application {
         let receipts = ReceiptWriter::new(
             pool.clone(),
             registry.clone(),
+            cluster.clone(),
             Duration::from_millis(settings.receipt_flush_ms.max(1)),
         )
         .start();
@@ -137,6 +149,7 @@ impl Application {
             scheduler_alive,
             scheduler_failing,
             connect_limiter: crate::limits::RateLimiter::new(settings.max_connects_per_ip),
+            cluster,
         });
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
@@ -178,7 +191,12 @@ impl Application {
             shutdown_signal().await;
             shutdown(&state, &handle).await;
         });
-        server.await
+        let cluster = self.state.cluster.clone();
+        let served = server.await;
+        if let Some(cluster) = cluster {
+            cluster.shutdown();
+        }
+        served
     }
 }
 

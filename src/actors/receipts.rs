@@ -5,6 +5,7 @@
 
 use super::messages::*;
 use super::registry::Registry;
+use crate::cluster::{self, ClusterHandle};
 use crate::db::receipts::ReceiptEvent;
 use crate::db::{self, DbPool};
 use actix::prelude::*;
@@ -20,6 +21,7 @@ const MAX_PENDING: usize = 500_000;
 pub struct ReceiptWriter {
     pool: DbPool,
     registry: Addr<Registry>,
+    cluster: Option<ClusterHandle>,
     interval: Duration,
     pending: Vec<(ReceiptEvent, Option<SessionId>)>,
     flushing: bool,
@@ -28,10 +30,16 @@ pub struct ReceiptWriter {
 }
 
 impl ReceiptWriter {
-    pub fn new(pool: DbPool, registry: Addr<Registry>, interval: Duration) -> ReceiptWriter {
+    pub fn new(
+        pool: DbPool,
+        registry: Addr<Registry>,
+        cluster: Option<ClusterHandle>,
+        interval: Duration,
+    ) -> ReceiptWriter {
         ReceiptWriter {
             pool,
             registry,
+            cluster,
             interval,
             pending: Vec::new(),
             flushing: false,
@@ -98,7 +106,7 @@ impl ReceiptWriter {
         }))
     }
 
-    /// Tells each reader's other tabs what was read.
+    /// Tells each reader's other tabs (on any node) what was read.
     fn sync_reads(&self, batch: &[(ReceiptEvent, Option<SessionId>)], read: &[(i64, String)]) {
         if read.is_empty() {
             return;
@@ -119,11 +127,12 @@ impl ReceiptWriter {
         for ((user_id, except), mut ids) in by_origin {
             ids.sort_unstable();
             ids.dedup();
-            self.registry.do_send(ReadSync {
+            let msg = ReadSync {
                 user_id: user_id.to_string(),
                 ids,
                 except,
-            });
+            };
+            cluster::sync_reads(self.cluster.as_ref(), &self.registry, msg);
         }
     }
 }

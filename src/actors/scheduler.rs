@@ -1,10 +1,12 @@
 //! The scheduler: finds due announcements, claims each exactly once, and
-//! hands it to the registry. It polls, and also wakes early for anything due
+//! hands it to the registry (on PostgreSQL, to every node's registry through
+//! the cluster). It polls, and also wakes early for anything due
 //! before the next poll, so "publish now" goes out in milliseconds.
 
 use super::messages::*;
 use super::registry::Registry;
 use super::session::prepare;
+use crate::db::models::{FullAnnouncement, Status};
 use crate::db::{self, DbError, DbPool};
 use crate::metrics::METRICS;
 use actix::prelude::*;
@@ -71,7 +73,7 @@ impl Scheduler {
                 Ok((published, next_due)) => {
                     act.failures = 0;
                     if *published > 0 {
-                        tracing::debug!(published, "scheduler tick");
+                        tracing::info!(claimed = *published, "claimed due announcements");
                     }
                     if let Some(at) = next_due {
                         act.wake(ctx, *at);
@@ -146,9 +148,11 @@ impl Handler<Wake> for Scheduler {
 }
 
 /// One scheduler step, usable without the actor (tests race two of them):
-/// claims every due announcement, delivers each to the registry, records
-/// the publish stats. Returns how many this call published and the next
-/// scheduled publish time.
+/// claims every due announcement and records whom it targeted. On SQLite it
+/// then delivers each to the registry itself; on PostgreSQL each claim has
+/// notified every node, and each node's cluster listener delivers (see
+/// `cluster`). Returns how many this call published and the next scheduled
+/// publish time.
 pub async fn publish_due(
     pool: DbPool,
     registry: Addr<Registry>,
@@ -157,55 +161,60 @@ pub async fn publish_due(
         let now = db::now_ms();
         let mut claimed = Vec::new();
         for id in db::announcements::due(conn, now, BATCH)? {
-            if let Some(full) = db::announcements::claim(conn, id, now)? {
-                let targeted = db::users::count_targeted(conn, &full.audience)?;
-                claimed.push((full, targeted));
+            if let Some(claim) = db::announcements::claim(conn, id, now)? {
+                claimed.push(claim);
             }
         }
         Ok((claimed, db::announcements::next_due(conn)?))
     })
     .await?;
     let published = claimed.len();
-    let now = db::now_ms();
-    let mut stats = Vec::with_capacity(published);
-    for (full, targeted) in claimed {
-        let online = if full.row.is_expired(now) {
-            0
-        } else {
-            let prepared = Arc::new(prepare(&full.row));
-            METRICS.published.inc();
-            METRICS
-                .publish_lag
-                .observe((now - full.row.publish_at).max(0) as f64 / 1000.0);
-            tracing::info!(
-                announcement_id = full.row.id,
-                cursor = prepared.cursor,
-                audience = full.audience.kind(),
-                "publishing"
-            );
-            registry
-                .send(Publish {
-                    announcement: prepared,
-                    audience: full.audience,
-                })
-                .await
-                .unwrap_or(0)
-        };
-        stats.push((full.row.id, targeted, online as i64));
+    METRICS.published.inc_by(published as u64);
+    let mut online = Vec::new();
+    for claim in claimed.into_iter().filter(|c| !c.notified) {
+        let id = claim.announcement.row.id;
+        online.push((id, deliver(&registry, claim.announcement).await));
     }
-    if !stats.is_empty() {
-        // Stats are informational: a failure here is logged, not retried,
-        // because the announcement itself is already out.
-        let written = db::run(&pool, move |conn| {
-            for (id, targeted, online) in stats {
-                db::announcements::set_publish_stats(conn, id, targeted, online)?;
-            }
-            Ok(())
-        })
-        .await;
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "could not record publish stats");
-        }
-    }
+    record_online(&pool, online).await;
     Ok((published, next_due))
+}
+
+/// Hands one claimed announcement to the registry unless it expired or was
+/// withdrawn meanwhile; answers how many users it reached on this node.
+pub async fn deliver(registry: &Addr<Registry>, full: FullAnnouncement) -> i64 {
+    if full.row.status() != Status::Published || full.row.is_expired(db::now_ms()) {
+        return 0;
+    }
+    let prepared = Arc::new(prepare(&full.row));
+    METRICS
+        .publish_lag
+        .observe((db::now_ms() - full.row.publish_at).max(0) as f64 / 1000.0);
+    tracing::info!(
+        announcement_id = full.row.id,
+        cursor = prepared.cursor,
+        audience = full.audience.kind(),
+        "publishing"
+    );
+    registry
+        .send(Publish {
+            announcement: prepared,
+            audience: full.audience,
+        })
+        .await
+        .unwrap_or(0) as i64
+}
+
+/// Adds this node's online counts to the announcements' stats. Stats are
+/// informational: a failure is logged, not retried.
+pub async fn record_online(pool: &DbPool, online: Vec<(i64, i64)>) {
+    if online.is_empty() {
+        return;
+    }
+    let written = db::run(pool, move |conn| {
+        db::announcements::add_online(conn, &online)
+    })
+    .await;
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not record publish stats");
+    }
 }

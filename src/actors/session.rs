@@ -285,8 +285,11 @@ impl Session {
         });
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| match result {
             Ok((cursor, unread, frames)) => {
+                // The client has everything up to its `since`, but only as
+                // far as this server has handed out cursors: a stale cursor
+                // from a reset database must not hide new announcements.
                 if let Some(since) = since {
-                    act.replayed_up_to = act.replayed_up_to.max(since);
+                    act.replayed_up_to = act.replayed_up_to.max(since.min(cursor));
                 }
                 act.finish_catch_up(ctx, cursor, unread, frames)
             }

@@ -6,6 +6,7 @@ use super::models::{
 };
 use super::schema::{announcement_targets as targets, announcements as a, counters};
 use super::{DbConn, DbError};
+use crate::cluster::{self, Event};
 use crate::domain::{AnnouncementDraft, AnnouncementPatch, Audience};
 use diesel::prelude::*;
 use std::collections::HashMap;
@@ -220,7 +221,12 @@ pub fn update_scheduled(
 #[derive(Debug)]
 pub enum WithdrawOutcome {
     Cancelled(FullAnnouncement),
-    Retracted(FullAnnouncement),
+    /// `notified`: every node was told in the same transaction (PostgreSQL);
+    /// otherwise the caller tells this node's sessions itself.
+    Retracted {
+        announcement: FullAnnouncement,
+        notified: bool,
+    },
     /// Already cancelled or retracted: nothing changed.
     Unchanged(FullAnnouncement),
     NotFound,
@@ -260,7 +266,10 @@ pub fn withdraw(conn: &mut DbConn, id: i64, now: i64) -> Result<WithdrawOutcome,
         Ok(if cancelled == 1 {
             WithdrawOutcome::Cancelled(full)
         } else if retracted == 1 {
-            WithdrawOutcome::Retracted(full)
+            WithdrawOutcome::Retracted {
+                announcement: full,
+                notified: cluster::notify(conn, &Event::Retracted { id })?,
+            }
         } else {
             WithdrawOutcome::Unchanged(full)
         })
@@ -286,11 +295,24 @@ pub fn next_due(conn: &mut DbConn) -> Result<Option<i64>, DbError> {
         .first(conn)?)
 }
 
+/// A claimed announcement, and whether the claim already told every node
+/// (PostgreSQL: NOTIFY in the claim's transaction) or the caller must
+/// deliver it itself (SQLite: one node).
+#[derive(Debug)]
+pub struct Claimed {
+    pub announcement: FullAnnouncement,
+    pub notified: bool,
+}
+
 /// Claims one due announcement for publishing. Exactly one caller wins: the
-/// status check is in the UPDATE itself, and the cursor is bumped in the same
-/// transaction, so cursors are handed out in commit order. Returns `None` when
-/// someone else claimed (or cancelled) it first.
-pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnouncement>, DbError> {
+/// status check is in the UPDATE itself (on PostgreSQL a concurrent claimer
+/// waits for the winner's row lock, then re-checks the status and finds it
+/// published), and the cursor is bumped in the same transaction, so cursors
+/// are handed out in commit order. On PostgreSQL the NOTIFY to every node
+/// is part of the transaction too: it goes out if and only if the claim
+/// commits, and in commit order. Returns `None` when someone else claimed
+/// (or cancelled) it first.
+pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<Claimed>, DbError> {
     conn.transaction(|conn| {
         let won = diesel::update(
             a::table
@@ -306,8 +328,13 @@ pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnounce
         if won != 1 {
             return Ok(None);
         }
+        let Some(mut full) = get(conn, id)? else {
+            return Ok(None);
+        };
+        let targeted = super::users::count_targeted(conn, &full.audience)?;
         // The counter row is the one lock every claim takes, and it is held
-        // until commit: cursors are handed out in commit order.
+        // until commit: cursors are handed out in commit order. Taken last
+        // so that it is held as briefly as possible.
         diesel::update(counters::table.find(PUBLISH_CURSOR))
             .set(counters::value.eq(counters::value + 1))
             .execute(conn)?;
@@ -316,23 +343,73 @@ pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnounce
             .select(counters::value)
             .first(conn)?;
         diesel::update(a::table.find(id))
-            .set(a::publish_cursor.eq(cursor))
+            .set((a::publish_cursor.eq(cursor), a::targeted.eq(targeted)))
             .execute(conn)?;
-        get(conn, id)
+        full.row.publish_cursor = Some(cursor);
+        full.row.targeted = Some(targeted);
+        let notified = cluster::notify(conn, &Event::Published { id, cursor })?;
+        Ok(Some(Claimed {
+            announcement: full,
+            notified,
+        }))
     })
 }
 
-/// Records who the announcement reached when it was published.
-pub fn set_publish_stats(
+/// Adds the users one node had online when it delivered each announcement
+/// (every node adds its own; a user with tabs on two nodes counts twice).
+pub fn add_online(conn: &mut DbConn, counts: &[(i64, i64)]) -> Result<(), DbError> {
+    conn.transaction(|conn| {
+        for &(id, online) in counts {
+            diesel::update(a::table.find(id))
+                .set(
+                    a::online_at_publish
+                        .eq((coalesce(a::online_at_publish, 0i64) + online).nullable()),
+                )
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+diesel::define_sql_function! {
+    /// SQL `COALESCE` for a nullable count; both backends spell it the same.
+    fn coalesce(
+        x: diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        y: diesel::sql_types::BigInt,
+    ) -> diesel::sql_types::BigInt;
+}
+
+/// Every announcement that got a cursor in `(after, upto]`, in cursor
+/// order, whatever its status now: what a node missed between two points.
+pub fn with_cursor_between(
     conn: &mut DbConn,
-    id: i64,
-    targeted: i64,
-    online: i64,
-) -> Result<(), DbError> {
-    diesel::update(a::table.find(id))
-        .set((a::targeted.eq(targeted), a::online_at_publish.eq(online)))
-        .execute(conn)?;
-    Ok(())
+    after: i64,
+    upto: i64,
+) -> Result<Vec<FullAnnouncement>, DbError> {
+    let rows = a::table
+        .filter(a::publish_cursor.gt(after))
+        .filter(a::publish_cursor.le(upto))
+        .order(a::publish_cursor.asc())
+        .select(Announcement::as_select())
+        .load(conn)?;
+    Ok(with_audiences(conn, rows)?)
+}
+
+/// Announcements retracted at or after `since` (epoch ms) whose cursor is at
+/// most `upto`: the retracts a node may have missed while it was not listening.
+pub fn retracted_since(
+    conn: &mut DbConn,
+    since: i64,
+    upto: i64,
+) -> Result<Vec<FullAnnouncement>, DbError> {
+    let rows = a::table
+        .filter(a::status.eq(Status::Retracted.as_str()))
+        .filter(a::retracted_at.ge(since))
+        .filter(a::publish_cursor.le(upto))
+        .order(a::publish_cursor.asc())
+        .select(Announcement::as_select())
+        .load(conn)?;
+    Ok(with_audiences(conn, rows)?)
 }
 
 /// The newest cursor handed out (0 before the first publish).

@@ -52,10 +52,50 @@ pub enum DbError {
     Pool(#[from] diesel::r2d2::PoolError),
     #[error("database: {0}")]
     Query(#[from] diesel::result::Error),
+    #[error("database connection: {0}")]
+    Connect(#[from] diesel::ConnectionError),
     #[error("migrations: {0}")]
     Migration(String),
     #[error("database worker failed: {0}")]
     Blocking(String),
+}
+
+/// The URL with any password replaced by `***`, for logs:
+/// `postgres://herald:secret@db/herald` → `postgres://herald:***@db/herald`.
+pub fn redacted(url: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest
+                .split_once('/')
+                .map_or((rest, None), |(a, p)| (a, Some(p)));
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => format!("{userinfo}@{host}"),
+                },
+                None => authority.to_string(),
+            };
+            match path {
+                Some(path) => format!("{scheme}://{authority}/{path}"),
+                None => format!("{scheme}://{authority}"),
+            }
+        }
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out = format!("{out}?{}", params.join("&"));
+    }
+    out
 }
 
 /// The form the SQLite path takes in a URL: `sqlite://herald.db`,
@@ -107,15 +147,35 @@ pub fn connect(url: &str, max_size: u32, busy_timeout_ms: u64) -> Result<DbPool,
     Ok(pool)
 }
 
+/// Key of the PostgreSQL advisory lock held while migrating.
+const MIGRATION_LOCK: i64 = 0x6865_7261_6c64; // "herald"
+
 /// Applies every pending embedded migration for the connection's backend.
+/// On PostgreSQL several nodes may start at once: an advisory lock lets one
+/// migrate while the others wait, then find nothing pending.
 pub fn migrate(conn: &mut DbConn) -> Result<(), DbError> {
     let migrations = match conn {
         DbConn::Pg(_) => POSTGRES_MIGRATIONS,
         DbConn::Sqlite(_) => SQLITE_MIGRATIONS,
     };
-    conn.run_pending_migrations(migrations)
+    if let DbConn::Pg(c) = conn {
+        advisory_lock(c, "pg_advisory_lock")?;
+    }
+    let migrated = conn
+        .run_pending_migrations(migrations)
         .map(|_| ())
-        .map_err(|e| DbError::Migration(e.to_string()))
+        .map_err(|e| DbError::Migration(e.to_string()));
+    if let DbConn::Pg(c) = conn {
+        advisory_lock(c, "pg_advisory_unlock")?;
+    }
+    migrated
+}
+
+fn advisory_lock(conn: &mut diesel::PgConnection, function: &str) -> Result<(), DbError> {
+    diesel::sql_query(format!("SELECT {function}($1)"))
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Runs blocking database work on actix's blocking thread pool.
@@ -170,4 +230,26 @@ macro_rules! insert_rows {
             $crate::db::DbConn::Sqlite(c) => diesel::insert_into($table).values($values).execute(c),
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_logged_urls() {
+        assert_eq!(
+            redacted("postgres://herald:s3cret@db:5432/herald"),
+            "postgres://herald:***@db:5432/herald"
+        );
+        assert_eq!(
+            redacted("postgres://db/herald?user=h&password=s3cret&sslmode=require"),
+            "postgres://db/herald?user=h&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redacted("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(redacted("sqlite://herald.db"), "sqlite://herald.db");
+    }
 }

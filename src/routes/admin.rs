@@ -196,12 +196,18 @@ async fn withdraw(
             tracing::info!(announcement_id = id, "announcement cancelled");
             full
         }
-        WithdrawOutcome::Retracted(full) => {
+        WithdrawOutcome::Retracted {
+            announcement: full,
+            notified,
+        } => {
             tracing::info!(announcement_id = id, "announcement retracted");
-            state.registry.do_send(Retract {
-                id,
-                audience: full.audience.clone(),
-            });
+            // On PostgreSQL the withdraw told every node, this one included.
+            if !notified {
+                state.registry.do_send(Retract {
+                    id,
+                    audience: full.audience.clone(),
+                });
+            }
             full
         }
         WithdrawOutcome::Unchanged(full) => full,
@@ -215,8 +221,11 @@ async fn presence(_: AdminAuth, state: web::Data<AppState>) -> Result<HttpRespon
         .send(GetPresence)
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
+    // Presence is per node: sessions live in each node's registry, and a
+    // cluster-wide count would need every node to write every connect.
     Ok(HttpResponse::Ok().json(json!({
         "scope": "node",
+        "node": state.cluster.as_ref().map(|c| c.node()),
         "users": snapshot.users,
         "total_users": snapshot.total_users,
         "total_sessions": snapshot.total_sessions,
@@ -235,6 +244,8 @@ async fn user_presence(
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok().json(json!({
+        "scope": "node",
+        "node": state.cluster.as_ref().map(|c| c.node()),
         "user_id": user_id,
         "online": sessions > 0,
         "sessions": sessions,

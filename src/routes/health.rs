@@ -1,5 +1,7 @@
-//! `/healthz` (the process answers), `/readyz` (the database answers and
-//! the scheduler ticks without errors), `/metrics` (Prometheus text).
+//! `/healthz` (the process answers), `/readyz` (the database answers, the
+//! scheduler ticks without errors and, on PostgreSQL, the cluster listener is
+//! connected: without it this node's sessions miss live announcements),
+//! `/metrics` (Prometheus text).
 
 use crate::db;
 use crate::metrics::METRICS;
@@ -26,13 +28,19 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let stale_after = (state.settings.poll_interval().as_millis() as i64) * 5 + 10_000;
     let scheduler_ok =
         db::now_ms() - last_tick < stale_after && !state.scheduler_failing.load(Ordering::Relaxed);
+    let listener_ok = state.cluster.as_ref().is_none_or(|c| c.is_listening());
     let database_ok = database.is_ok();
-    let body = json!({
-        "status": if database_ok && scheduler_ok { "ready" } else { "not_ready" },
+    let ready = database_ok && scheduler_ok && listener_ok;
+    let mut body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
         "database": if database_ok { "ok".to_string() } else { database.err().map(|e| e.to_string()).unwrap_or_default() },
         "scheduler": if scheduler_ok { "ok" } else { "stalled" },
     });
-    if database_ok && scheduler_ok {
+    if let Some(cluster) = &state.cluster {
+        body["node"] = json!(cluster.node());
+        body["listener"] = json!(if listener_ok { "ok" } else { "reconnecting" });
+    }
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

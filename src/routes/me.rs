@@ -74,7 +74,7 @@ async fn unread_count(
 }
 
 /// Writes read receipts now (not batched: the caller waits for the answer)
-/// and tells the user's open tabs.
+/// and tells the user's open tabs, on every node.
 async fn mark_read(
     state: &AppState,
     user_id: String,
@@ -97,11 +97,15 @@ async fn mark_read(
     .await?;
     let ids: Vec<i64> = outcome.read.iter().map(|(id, _)| *id).collect();
     if !ids.is_empty() {
-        state.registry.do_send(ReadSync {
-            user_id,
-            ids,
-            except: None,
-        });
+        crate::cluster::sync_reads(
+            state.cluster.as_ref(),
+            &state.registry,
+            ReadSync {
+                user_id,
+                ids,
+                except: None,
+            },
+        );
     }
     Ok(outcome.accepted)
 }

@@ -3,7 +3,7 @@
 use crate::helpers::*;
 use serde_json::{json, Value};
 
-#[actix_web::test]
+both_backends!(admin_endpoints_need_the_admin_token);
 async fn admin_endpoints_need_the_admin_token() {
     let app = spawn_app().await;
     let url = format!("{}/api/announcements", app.address);
@@ -33,7 +33,7 @@ async fn admin_endpoints_need_the_admin_token() {
     );
 }
 
-#[actix_web::test]
+both_backends!(invalid_announcements_get_422_with_the_field);
 async fn invalid_announcements_get_422_with_the_field() {
     let app = spawn_app().await;
     let cases = [
@@ -65,7 +65,7 @@ async fn invalid_announcements_get_422_with_the_field() {
     }
 }
 
-#[actix_web::test]
+both_backends!(malformed_json_gets_400_in_the_error_format);
 async fn malformed_json_gets_400_in_the_error_format() {
     let app = spawn_app().await;
     let res = app
@@ -82,7 +82,7 @@ async fn malformed_json_gets_400_in_the_error_format() {
     assert_eq!(err["error"]["code"], "invalid_json");
 }
 
-#[actix_web::test]
+both_backends!(list_filters_by_status_and_pages_by_cursor);
 async fn list_filters_by_status_and_pages_by_cursor() {
     let app = spawn_app().await;
     for i in 0..3 {
@@ -121,7 +121,7 @@ async fn list_filters_by_status_and_pages_by_cursor() {
     assert_eq!(bad.status().as_u16(), 400);
 }
 
-#[actix_web::test]
+both_backends!(unknown_announcement_is_404);
 async fn unknown_announcement_is_404() {
     let app = spawn_app().await;
     assert_eq!(
@@ -140,7 +140,7 @@ async fn unknown_announcement_is_404() {
     );
 }
 
-#[actix_web::test]
+both_backends!(presence_counts_sessions_per_user);
 async fn presence_counts_sessions_per_user() {
     let app = spawn_app().await;
     let _a1 = app.connect("alice").await;
@@ -164,7 +164,7 @@ async fn presence_counts_sessions_per_user() {
     assert_eq!(alice["online"], true);
 }
 
-#[actix_web::test]
+both_backends!(minted_token_opens_a_session);
 async fn minted_token_opens_a_session() {
     let app = spawn_app().await;
     let res = app
@@ -184,7 +184,7 @@ async fn minted_token_opens_a_session() {
     assert_eq!(claims.groups, vec!["ops".to_string()]);
 }
 
-#[actix_web::test]
+both_backends!(health_and_readiness);
 async fn health_and_readiness() {
     let app = spawn_app().await;
     let health = app
@@ -206,7 +206,7 @@ async fn health_and_readiness() {
     assert_eq!(ready["status"], "ready");
 }
 
-#[actix_web::test]
+both_backends!(demo_pages_are_served_with_types);
 async fn demo_pages_are_served_with_types() {
     let app = spawn_app().await;
     for (path, ty) in [

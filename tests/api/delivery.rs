@@ -9,7 +9,7 @@ fn in_ms(ms: i64) -> String {
     herald::domain::rfc3339(herald::db::now_ms() + ms)
 }
 
-#[actix_web::test]
+both_backends!(two_tabs_of_one_user_both_receive);
 async fn two_tabs_of_one_user_both_receive() {
     let app = spawn_app().await;
     let mut tab1 = app.connect("alice").await;
@@ -23,7 +23,7 @@ async fn two_tabs_of_one_user_both_receive() {
     }
 }
 
-#[actix_web::test]
+both_backends!(untargeted_user_receives_nothing);
 async fn untargeted_user_receives_nothing() {
     let app = spawn_app().await;
     let mut alice = app.connect("alice").await;
@@ -38,7 +38,7 @@ async fn untargeted_user_receives_nothing() {
         .await;
 }
 
-#[actix_web::test]
+both_backends!(group_audience_reaches_members_only);
 async fn group_audience_reaches_members_only() {
     let app = spawn_app().await;
     let mut ops = app.connect_with("alice", &["ops"], "").await;
@@ -58,7 +58,7 @@ async fn group_audience_reaches_members_only() {
         .await;
 }
 
-#[actix_web::test]
+both_backends!(all_audience_reaches_everyone_online);
 async fn all_audience_reaches_everyone_online() {
     let app = spawn_app().await;
     let mut sockets = Vec::new();
@@ -74,7 +74,7 @@ async fn all_audience_reaches_everyone_online() {
     }
 }
 
-#[actix_web::test]
+both_backends!(publish_now_arrives_within_200_ms_of_the_request);
 async fn publish_now_arrives_within_200_ms_of_the_request() {
     let app = spawn_app_with(|s| s.poll_interval_ms = 60_000).await;
     let mut ws = app.connect("alice").await;
@@ -85,7 +85,7 @@ async fn publish_now_arrives_within_200_ms_of_the_request() {
     assert!(took < Duration::from_millis(200), "took {took:?}");
 }
 
-#[actix_web::test]
+both_backends!(scheduled_announcement_arrives_at_its_time_not_before);
 async fn scheduled_announcement_arrives_at_its_time_not_before() {
     let app = spawn_app_with(|s| s.poll_interval_ms = 1_000).await;
     let mut ws = app.connect("alice").await;
@@ -110,7 +110,7 @@ async fn scheduled_announcement_arrives_at_its_time_not_before() {
     );
 }
 
-#[actix_web::test]
+both_backends!(racing_scheduler_ticks_deliver_exactly_once);
 async fn racing_scheduler_ticks_deliver_exactly_once() {
     let app = spawn_app_with(|s| s.poll_interval_ms = 60_000).await;
     let mut tabs = vec![app.connect("alice").await, app.connect("alice").await];
@@ -144,7 +144,7 @@ async fn racing_scheduler_ticks_deliver_exactly_once() {
     assert_eq!(view["cursor"], 1);
 }
 
-#[actix_web::test]
+both_backends!(cancelled_announcement_is_never_delivered);
 async fn cancelled_announcement_is_never_delivered() {
     let app = spawn_app().await;
     let mut ws = app.connect("alice").await;
@@ -160,7 +160,7 @@ async fn cancelled_announcement_is_never_delivered() {
     assert_eq!(app.announcement(id).await["status"], "cancelled");
 }
 
-#[actix_web::test]
+both_backends!(patch_moves_a_scheduled_announcement_and_409s_after_publish);
 async fn patch_moves_a_scheduled_announcement_and_409s_after_publish() {
     let app = spawn_app().await;
     let mut ws = app.connect("alice").await;

@@ -122,13 +122,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn user_token(user: &str) -> String {
-    herald::auth::TokenKeys::new(JWT_SECRET)
-        .mint(user, &[], 600)
-        .expect("mint")
-        .0
-}
-
 /// A socket with a tiny receive buffer that the test never reads.
 async fn stalled_socket(port: u16, user: &str) -> Ws {
     let socket =
@@ -176,7 +169,7 @@ async fn client_that_never_reads_is_dropped_with_bounded_memory_and_resumes() {
     const CONTENT: usize = 100_000;
     let dir = tempfile::tempdir().expect("dir");
     let db = format!("sqlite://{}", dir.path().join("herald.db").display());
-    let node = Node::start(
+    let node = Node::start_with(
         &db,
         &[
             "--max-queued-bytes",
@@ -371,7 +364,7 @@ async fn locked_database_gives_503_keeps_sessions_and_publishes_after() {
 async fn sigterm_closes_sessions_with_1001_and_exits_0() {
     let dir = tempfile::tempdir().expect("dir");
     let db = format!("sqlite://{}", dir.path().join("herald.db").display());
-    let mut node = Node::start(&db, &["--shutdown-grace", "5"]);
+    let mut node = Node::start_with(&db, &["--shutdown-grace", "5"]);
     let url = format!("ws://127.0.0.1:{}/ws?id=alice", node.port);
     let token = herald::auth::TokenKeys::new(JWT_SECRET)
         .mint("alice", &[], 60)

@@ -1,13 +1,23 @@
 //! The test harness: `spawn_app()` starts a real herald on port 0 with its
-//! own temporary database; `TestApp` has one method per endpoint; `Ws` is a
-//! real WebSocket client that awaits frames with timeouts.
+//! own database; `TestApp` has one method per endpoint; `Ws` is a real
+//! WebSocket client that awaits frames with timeouts; `Node` is herald as a
+//! child process.
+//!
+//! Every shared test runs on both backends: `both_backends!(name)` above
+//! `async fn name()` makes `name::sqlite` and `name::postgres`. The
+//! PostgreSQL run needs `HERALD_TEST_POSTGRES_URL` (`.ci/run` sets it) and
+//! gets a database of its own, created from that URL and dropped at the end;
+//! without the variable it says why it skipped and passes.
 
+use diesel::{Connection, PgConnection, RunQueryDsl};
 use futures_util::{SinkExt, StreamExt};
 use herald::config::Settings;
 use herald::startup::{AppState, Application};
 use serde_json::{json, Value};
+use std::cell::Cell;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -19,25 +29,147 @@ pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+pub const POSTGRES_URL_VAR: &str = "HERALD_TEST_POSTGRES_URL";
+
+/// Which database the tests on this thread run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: Cell<TestBackend> = const { Cell::new(TestBackend::Sqlite) };
+}
+
+/// Runs the test `async fn $name()` on SQLite, and on PostgreSQL when
+/// `HERALD_TEST_POSTGRES_URL` is set, as `$name::sqlite` and `$name::postgres`.
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                $crate::helpers::use_backend($crate::helpers::TestBackend::Sqlite);
+                super::$name().await;
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_some() {
+                    $crate::helpers::use_backend($crate::helpers::TestBackend::Postgres);
+                    super::$name().await;
+                }
+            }
+        }
+    };
+}
+
+pub fn use_backend(backend: TestBackend) {
+    BACKEND.with(|b| b.set(backend));
+}
+
+/// The PostgreSQL server to test against, or `None` after saying why not.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: {POSTGRES_URL_VAR} not set");
+            None
+        }
+    }
+}
+
+/// One test's own database: a SQLite file in a temporary directory, or a
+/// PostgreSQL database created for the test and dropped with this value.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A database on the backend this thread's tests use.
+    pub fn new() -> TestDb {
+        match BACKEND.with(Cell::get) {
+            TestBackend::Sqlite => TestDb::sqlite(),
+            TestBackend::Postgres => {
+                TestDb::postgres(&postgres_url().expect("a PostgreSQL test needs the URL"))
+            }
+        }
+    }
+
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestDb {
+            url: format!("sqlite://{}", dir.path().join("herald.db").display()),
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    /// Creates `herald_test_<random>` on the server `base` points at.
+    pub fn postgres(base: &str) -> TestDb {
+        let name = format!("herald_test_{:016x}", rand::random::<u64>());
+        let mut admin =
+            PgConnection::establish(base).expect("connect to the PostgreSQL test server");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .expect("create the test database");
+        TestDb {
+            url: with_database(base, &name),
+            _dir: None,
+            postgres: Some((base.to_string(), name)),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Best effort: FORCE ends the connections the stopped app still holds.
+        if let Some((base, name)) = self.postgres.take() {
+            if let Ok(mut admin) = PgConnection::establish(&base) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin);
+            }
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`, query string kept.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{authority}/{name}{query}")
+}
+
 pub struct TestApp {
     pub address: String,
     pub port: u16,
     pub state: actix_web::web::Data<AppState>,
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Settings every test starts from: port 0, a fresh SQLite file, known
+/// Settings every test starts from: port 0, the test's own database, known
 /// secrets, a short poll so scheduled tests are quick.
-pub fn test_settings(dir: &tempfile::TempDir) -> Settings {
+pub fn test_settings(db: &TestDb) -> Settings {
     let mut s = Settings::defaults();
     s.bind = "127.0.0.1:0".into();
-    s.database_url = format!("sqlite://{}", dir.path().join("herald.db").display());
+    s.database_url = db.url.clone();
+    // Tests run in parallel on one PostgreSQL server; keep each one small.
+    s.db_pool_size = 8;
     s.admin_token = Some(ADMIN_TOKEN.into());
     s.jwt_secret = Some(JWT_SECRET.into());
     s.poll_interval_ms = 200;
@@ -48,8 +180,8 @@ pub fn test_settings(dir: &tempfile::TempDir) -> Settings {
 }
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = test_settings(&dir);
+    let db = TestDb::new();
+    let mut settings = test_settings(&db);
     customize(&mut settings);
     let app = Application::build(settings).await.expect("herald starts");
     let port = app.port();
@@ -62,14 +194,19 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         state,
         http: reqwest::Client::new(),
         handle,
-        _dir: dir,
+        _db: db,
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        // Stop without waiting; the runtime ends with the test anyway.
+        // Stop without waiting (the command is sent when `stop` is called;
+        // the future only reports completion); the runtime ends with the
+        // test anyway.
         drop(self.handle.stop(false));
+        if let Some(cluster) = &self.state.cluster {
+            cluster.shutdown();
+        }
     }
 }
 
@@ -338,19 +475,35 @@ impl Ws {
     }
 }
 
-/// A herald child process, killed when dropped.
+/// A token for `user` signed with the test secret, for child-process nodes.
+pub fn user_token(user: &str) -> String {
+    herald::auth::TokenKeys::new(JWT_SECRET)
+        .mint(user, &[], 600)
+        .expect("mint")
+        .0
+}
+
+/// herald as a child process (the real binary) on port 0, killed when
+/// dropped. Its log lines are kept for tests to look at.
 pub struct Node {
     pub child: Child,
     pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Node {
-    /// Starts the real binary on a free port with the test secrets.
-    pub fn start(db: &str, extra_args: &[&str]) -> Node {
+    pub fn start(db: &str) -> Node {
+        Node::start_with(db, &[])
+    }
+
+    /// Starts with the test secrets, a 200 ms poll and `extra` flags, and
+    /// waits for the printed address.
+    pub fn start_with(db: &str, extra: &[&str]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .args(["--bind", "127.0.0.1:0", "--database-url", db])
-            .args(extra_args)
             .args(["--poll-interval-ms", "200", "--workers", "1"])
+            .args(["--db-pool-size", "6"])
+            .args(extra)
             .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("HERALD_JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "info")
@@ -360,22 +513,44 @@ impl Node {
             .expect("spawn herald");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
+            // Keeps reading to the end so the child never blocks on a full pipe.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("address=http://127.0.0.1:").nth(1) {
                     let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
                     let _ = tx.send(port.parse::<u16>().unwrap_or(0));
+                }
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push(line);
                 }
             }
         });
         let port = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("herald printed its address");
-        Node { child, port }
+        Node { child, port, log }
     }
 
+    /// The log lines so far that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .map(|log| log.iter().filter(|l| l.contains(needle)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        format!("ws://127.0.0.1:{}{path_and_query}", self.port)
+    }
+
+    /// SIGKILL: no shutdown path runs.
     pub fn kill(mut self) {
-        // SIGKILL: no shutdown path runs.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,9 +1,11 @@
 //! herald's integration tests: one binary, a real server per test.
 
+#[macro_use]
+mod helpers;
 mod admin;
+mod cluster;
 mod delivery;
 mod hardening;
-mod helpers;
 mod restart;
 mod resume;
 mod websocket;

@@ -23,31 +23,24 @@ async fn create(http: &reqwest::Client, port: u16, title: &str, at_ms: i64) -> i
         .expect("id")
 }
 
-fn token(user: &str) -> String {
-    herald::auth::TokenKeys::new(JWT_SECRET)
-        .mint(user, &[], 600)
-        .expect("mint")
-        .0
-}
-
 async fn connect(port: u16, since: i64) -> Ws {
     let url = format!("ws://127.0.0.1:{port}/ws?id=alice&since={since}");
-    let (mut ws, _) = Ws::open(&url, &["herald.v1", &token("alice")])
+    let (mut ws, _) = Ws::open(&url, &["herald.v1", &user_token("alice")])
         .await
         .expect("connect");
     assert_eq!(ws.next_json().await["type"], "welcome");
     ws
 }
 
-#[actix_web::test]
+both_backends!(sigkill_with_pending_announcements_loses_none_and_repeats_none);
 async fn sigkill_with_pending_announcements_loses_none_and_repeats_none() {
-    let dir = tempfile::tempdir().expect("dir");
-    let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let test_db = TestDb::new();
+    let db = test_db.url.clone();
     let http = reqwest::Client::new();
     let mut seen: HashMap<i64, usize> = HashMap::new();
     let mut cursor = 0;
 
-    let node = Node::start(&db, &[]);
+    let node = Node::start(&db);
     let mut ws = connect(node.port, 0).await;
     let now = herald::db::now_ms();
     let before_crash = create(&http, node.port, "before crash", now).await;
@@ -74,7 +67,7 @@ async fn sigkill_with_pending_announcements_loses_none_and_repeats_none() {
     ))
     .await;
 
-    let node = Node::start(&db, &[]);
+    let node = Node::start(&db);
     let mut ws = connect(node.port, cursor).await;
     let expected: Vec<i64> = due_while_down.iter().chain(&due_after).copied().collect();
     while expected.iter().any(|id| !seen.contains_key(id)) {

@@ -23,7 +23,7 @@ async fn wait_published(app: &TestApp, id: i64) -> Value {
     .await
 }
 
-#[actix_web::test]
+both_backends!(offline_user_finds_announcement_in_inbox_and_on_resume);
 async fn offline_user_finds_announcement_in_inbox_and_on_resume() {
     let app = spawn_app().await;
     let created = app.announce_all("while you were away").await;
@@ -51,7 +51,7 @@ async fn offline_user_finds_announcement_in_inbox_and_on_resume() {
     assert_eq!(replayed["data"]["id"], created["id"]);
 }
 
-#[actix_web::test]
+both_backends!(inbox_is_per_user_newest_first_paged_and_filters_unread);
 async fn inbox_is_per_user_newest_first_paged_and_filters_unread() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
@@ -122,7 +122,7 @@ async fn inbox_is_per_user_newest_first_paged_and_filters_unread() {
     );
 }
 
-#[actix_web::test]
+both_backends!(reconnect_mid_stream_of_200_publishes_loses_none_and_repeats_none);
 async fn reconnect_mid_stream_of_200_publishes_loses_none_and_repeats_none() {
     let app = spawn_app().await;
     let mut seen: HashMap<i64, usize> = HashMap::new();
@@ -174,7 +174,7 @@ async fn reconnect_mid_stream_of_200_publishes_loses_none_and_repeats_none() {
         .await;
 }
 
-#[actix_web::test]
+both_backends!(sync_frame_replays_after_the_cursor_in_order);
 async fn sync_frame_replays_after_the_cursor_in_order() {
     let app = spawn_app().await;
     for i in 0..3 {
@@ -195,7 +195,17 @@ async fn sync_frame_replays_after_the_cursor_in_order() {
     );
 }
 
-#[actix_web::test]
+both_backends!(cursor_from_a_reset_server_does_not_hide_new_announcements);
+async fn cursor_from_a_reset_server_does_not_hide_new_announcements() {
+    let app = spawn_app().await;
+    // A client that kept cursor 500 from a database that no longer exists.
+    let mut ws = app.connect_with("alice", &[], "&since=500").await;
+    assert_eq!(ws.welcome["data"]["cursor"], 0);
+    let id = id_of(&app.announce_all("fresh start").await);
+    assert_eq!(ws.next_of("announcement").await["data"]["id"], id);
+}
+
+both_backends!(receipts_are_idempotent_and_counted);
 async fn receipts_are_idempotent_and_counted() {
     let app = spawn_app().await;
     let mut alice = app.connect("alice").await;
@@ -238,7 +248,7 @@ async fn receipts_are_idempotent_and_counted() {
     );
 }
 
-#[actix_web::test]
+both_backends!(read_in_one_tab_is_pushed_to_the_other);
 async fn read_in_one_tab_is_pushed_to_the_other() {
     let app = spawn_app().await;
     let mut tab1 = app.connect("alice").await;
@@ -263,7 +273,7 @@ async fn read_in_one_tab_is_pushed_to_the_other() {
     assert_eq!(tab2.next_of("read").await["data"]["ids"], json!([id2]));
 }
 
-#[actix_web::test]
+both_backends!(retract_reaches_open_tabs_and_leaves_inboxes);
 async fn retract_reaches_open_tabs_and_leaves_inboxes() {
     let app = spawn_app().await;
     let mut ws = app.connect("alice").await;
@@ -289,7 +299,7 @@ async fn retract_reaches_open_tabs_and_leaves_inboxes() {
         .await;
 }
 
-#[actix_web::test]
+both_backends!(expired_announcements_are_not_listed_or_replayed);
 async fn expired_announcements_are_not_listed_or_replayed() {
     let app = spawn_app().await;
     let expires = herald::domain::rfc3339(herald::db::now_ms() + 600);

@@ -5,7 +5,7 @@ use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::Message;
 
-#[actix_web::test]
+both_backends!(herald_v1_offer_is_answered_with_herald_v1);
 async fn herald_v1_offer_is_answered_with_herald_v1() {
     let app = spawn_app().await;
     let token = app.token("alice");
@@ -16,7 +16,7 @@ async fn herald_v1_offer_is_answered_with_herald_v1() {
     assert_eq!(ws.next_json().await["type"], "welcome");
 }
 
-#[actix_web::test]
+both_backends!(token_only_offer_is_answered_with_the_token);
 async fn token_only_offer_is_answered_with_the_token() {
     let app = spawn_app().await;
     let token = app.token("1");
@@ -27,7 +27,7 @@ async fn token_only_offer_is_answered_with_the_token() {
     assert_eq!(ws.next_json().await["type"], "welcome");
 }
 
-#[actix_web::test]
+both_backends!(token_query_parameter_is_accepted);
 async fn token_query_parameter_is_accepted() {
     let app = spawn_app().await;
     let token = app.token("alice");
@@ -38,7 +38,7 @@ async fn token_query_parameter_is_accepted() {
     assert_eq!(ws.next_json().await["type"], "welcome");
 }
 
-#[actix_web::test]
+both_backends!(welcome_describes_the_session);
 async fn welcome_describes_the_session() {
     let app = spawn_app().await;
     app.announce_all("before").await;
@@ -65,7 +65,7 @@ async fn expect_rejection(
     (error, ws.closed().await)
 }
 
-#[actix_web::test]
+both_backends!(forged_token_closes_with_4001);
 async fn forged_token_closes_with_4001() {
     let app = spawn_app().await;
     let forged = herald::auth::TokenKeys::new("some-other-secret-value")
@@ -76,7 +76,7 @@ async fn forged_token_closes_with_4001() {
     assert_eq!(closed, Closed::Code(4001));
 }
 
-#[actix_web::test]
+both_backends!(missing_garbage_and_expired_tokens_close_with_4001);
 async fn missing_garbage_and_expired_tokens_close_with_4001() {
     let app = spawn_app().await;
     let (error, closed) = expect_rejection(&app, "/ws?id=alice", &[]).await;
@@ -97,7 +97,7 @@ async fn missing_garbage_and_expired_tokens_close_with_4001() {
     assert_eq!(closed, Closed::Code(4001));
 }
 
-#[actix_web::test]
+both_backends!(token_signed_with_another_algorithm_closes_with_4001);
 async fn token_signed_with_another_algorithm_closes_with_4001() {
     let app = spawn_app().await;
     let hs512 = jsonwebtoken::encode(
@@ -110,7 +110,7 @@ async fn token_signed_with_another_algorithm_closes_with_4001() {
     assert_eq!(closed, Closed::Code(4001));
 }
 
-#[actix_web::test]
+both_backends!(token_of_another_user_closes_with_4003);
 async fn token_of_another_user_closes_with_4003() {
     let app = spawn_app().await;
     let bobs = app.token("bob");
@@ -119,7 +119,7 @@ async fn token_of_another_user_closes_with_4003() {
     assert_eq!(closed, Closed::Code(4003));
 }
 
-#[actix_web::test]
+both_backends!(every_heartbeat_alias_gets_a_pong);
 async fn every_heartbeat_alias_gets_a_pong() {
     let app = spawn_app().await;
     let mut ws = app.connect("alice").await;
@@ -137,7 +137,7 @@ async fn every_heartbeat_alias_gets_a_pong() {
     }
 }
 
-#[actix_web::test]
+both_backends!(server_pings_at_the_requested_interval);
 async fn server_pings_at_the_requested_interval() {
     let app = spawn_app_with(|s| s.heartbeat_min = 1).await;
     let mut ws = app.connect_with("alice", &[], "&heartbeat=1").await;
@@ -153,7 +153,7 @@ async fn server_pings_at_the_requested_interval() {
     }
 }
 
-#[actix_web::test]
+both_backends!(silent_client_is_closed_with_4000);
 async fn silent_client_is_closed_with_4000() {
     let app = spawn_app_with(|s| {
         s.heartbeat_min = 1;
@@ -166,7 +166,7 @@ async fn silent_client_is_closed_with_4000() {
     assert_eq!(ws.closed().await, Closed::Code(4000));
 }
 
-#[actix_web::test]
+both_backends!(malformed_frames_get_errors_and_the_session_stays_open);
 async fn malformed_frames_get_errors_and_the_session_stays_open() {
     let app = spawn_app().await;
     let mut ws = app.connect("alice").await;
@@ -184,7 +184,7 @@ async fn malformed_frames_get_errors_and_the_session_stays_open() {
     assert_eq!(ws.next_json().await["type"], "pong");
 }
 
-#[actix_web::test]
+both_backends!(repeated_bad_input_closes_with_4008);
 async fn repeated_bad_input_closes_with_4008() {
     let app = spawn_app().await;
     let mut ws = app.connect("alice").await;
@@ -194,7 +194,7 @@ async fn repeated_bad_input_closes_with_4008() {
     assert_eq!(ws.closed().await, Closed::Code(4008));
 }
 
-#[actix_web::test]
+both_backends!(oversized_frame_closes_with_1009);
 async fn oversized_frame_closes_with_1009() {
     let app = spawn_app_with(|s| s.max_frame_bytes = 1024).await;
     let mut ws = app.connect("alice").await;
