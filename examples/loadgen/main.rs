@@ -365,6 +365,7 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
         Target::Herald { .. } => "herald",
         Target::Floor { .. } => "floor",
     };
+    let target = Arc::new(target);
     let mut rows: Vec<Row> = Vec::new();
     let stats = Arc::new(Stats::default());
     let server: SocketAddr = format!("127.0.0.1:{}", target.port())
@@ -424,7 +425,7 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
                     to_last.push(sent.elapsed());
                     ids.push(id);
                     if scenario == "receipts" {
-                        if let Target::Herald { port, http, .. } = &target {
+                        if let Target::Herald { port, http, .. } = target.as_ref() {
                             let deadline = Instant::now() + Duration::from_secs(30);
                             let mut written = None;
                             while Instant::now() < deadline {
@@ -488,7 +489,6 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
                 let (_, cpu0) = proc_usage(pid);
                 let started = Instant::now();
                 let ids = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-                let target = Arc::new(&target);
                 let gate = Arc::new(tokio::sync::Semaphore::new(64));
                 let mut pending = Vec::new();
                 for n in 0..total {
