@@ -81,6 +81,11 @@ pub struct Settings {
     #[arg(long, env = "HERALD_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,
 
+    /// Client frames per second one session may send on average, in bursts
+    /// of twice that (beyond: an `error` frame; repeated, close 4008).
+    #[arg(long, env = "HERALD_MAX_FRAMES_PER_SECOND", default_value_t = 20)]
+    pub max_frames_per_second: u32,
+
     /// Most open sessions (tabs) per user (more: close 4029).
     #[arg(long, env = "HERALD_MAX_SESSIONS_PER_USER", default_value_t = 16)]
     pub max_sessions_per_user: usize,

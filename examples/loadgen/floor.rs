@@ -17,8 +17,9 @@ type Tx = mpsc::UnboundedSender<Utf8Bytes>;
 
 #[derive(Default)]
 struct Hub {
-    /// connection id → (user, outgoing queue)
-    sessions: Mutex<HashMap<u64, (String, Tx)>>,
+    /// user → connection id → outgoing queue (indexed by user so a
+    /// targeted publish costs the user's sessions, as in herald's registry)
+    sessions: Mutex<HashMap<String, HashMap<u64, Tx>>>,
     next_id: AtomicU64,
 }
 
@@ -87,7 +88,7 @@ async fn connection(stream: TcpStream, hub: Arc<Hub>) -> Result<(), Box<dyn std:
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut sessions) = hub.sessions.lock() {
-        sessions.insert(id, (user.clone(), tx));
+        sessions.entry(user.clone()).or_default().insert(id, tx);
     }
     let welcome = serde_json::json!({"type":"welcome","data":{"user_id": user, "session_id": id.to_string(),
         "heartbeat_ms": 25000, "server_time": now_rfc3339(), "cursor": 0, "unread": 0}});
@@ -109,7 +110,12 @@ async fn connection(stream: TcpStream, hub: Arc<Hub>) -> Result<(), Box<dyn std:
         }
     }
     if let Ok(mut sessions) = hub.sessions.lock() {
-        sessions.remove(&id);
+        if let Some(tabs) = sessions.get_mut(&user) {
+            tabs.remove(&id);
+            if tabs.is_empty() {
+                sessions.remove(&user);
+            }
+        }
     }
     Ok(())
 }
@@ -128,9 +134,13 @@ fn publish(hub: &Hub, control: &str) {
     let Ok(sessions) = hub.sessions.lock() else {
         return;
     };
-    for (u, tx) in sessions.values() {
-        if user.is_none_or(|want| want == u) {
+    let send_all = |tabs: &HashMap<u64, Tx>| {
+        for tx in tabs.values() {
             let _ = tx.send(frame.clone());
         }
+    };
+    match user {
+        Some(user) => sessions.get(user).into_iter().for_each(send_all),
+        None => sessions.values().for_each(send_all),
     }
 }

@@ -34,9 +34,6 @@ pub mod close {
 /// Most announcements one catch-up replays; a client further behind gets
 /// the newest and finds the rest in its inbox.
 const MAX_REPLAY: i64 = 5_000;
-/// Client frames per second a session may send on average, and its burst.
-const FRAMES_PER_SECOND: f64 = 20.0;
-const FRAME_BURST: f64 = 40.0;
 /// Error frames a session may provoke before it is closed with 4008.
 const MAX_STRIKES: u32 = 10;
 
@@ -73,6 +70,8 @@ pub struct SessionParams {
     pub since: Option<i64>,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Client frames per second allowed on average; bursts of twice that.
+    pub frames_per_second: f64,
 }
 
 enum Phase {
@@ -99,6 +98,7 @@ pub struct Session {
     /// replay already sent it (or it is not for this user): drop it.
     replayed_up_to: i64,
     tokens: f64,
+    frames_per_second: f64,
     last_refill: Instant,
     strikes: u32,
     link: Arc<SessionLink>,
@@ -122,7 +122,8 @@ impl Session {
             welcomed: false,
             pending_sync: None,
             replayed_up_to: 0,
-            tokens: FRAME_BURST,
+            tokens: params.frames_per_second * 2.0,
+            frames_per_second: params.frames_per_second,
             last_refill: Instant::now(),
             strikes: 0,
             link: Arc::default(),
@@ -347,8 +348,8 @@ impl Session {
     /// Token bucket: true when this frame is within the allowed rate.
     fn take_token(&mut self) -> bool {
         let now = Instant::now();
-        let refill = now.duration_since(self.last_refill).as_secs_f64() * FRAMES_PER_SECOND;
-        self.tokens = (self.tokens + refill).min(FRAME_BURST);
+        let refill = now.duration_since(self.last_refill).as_secs_f64() * self.frames_per_second;
+        self.tokens = (self.tokens + refill).min(self.frames_per_second * 2.0);
         self.last_refill = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

@@ -180,6 +180,7 @@ fn start(
         since: query.since.as_deref().and_then(|s| s.parse().ok()),
         interval,
         timeout: settings.timeout_for(interval),
+        frames_per_second: f64::from(settings.max_frames_per_second.max(1)),
     };
     ws::WsResponseBuilder::new(Session::new(params, state.session_deps()), &req, stream)
         .protocols(&echo)
