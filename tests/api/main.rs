@@ -6,6 +6,7 @@ mod admin;
 mod cluster;
 mod delivery;
 mod hardening;
+mod migrations;
 mod restart;
 mod resume;
 mod websocket;
