@@ -38,30 +38,11 @@ impl Cluster {
     }
 
     async fn announce(&self, node: usize, body: Value) -> i64 {
-        let res = self
-            .http
-            .post(self.nodes[node].url("/api/announcements"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(res.status().as_u16(), 201);
-        res.json::<Value>().await.expect("json")["id"]
-            .as_i64()
-            .expect("id")
+        self.nodes[node].announce(&body).await
     }
 
     async fn admin_get(&self, node: usize, path: &str) -> Value {
-        self.http
-            .get(self.nodes[node].url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json")
+        self.nodes[node].admin_get(path).await
     }
 
     async fn connect(&self, node: usize, user: &str, since: i64) -> Ws {

@@ -181,7 +181,6 @@ async fn client_that_never_reads_is_dropped_with_bounded_memory_and_resumes() {
         ],
     );
     let (port, pid) = (node.port, node.child.id());
-    let http = reqwest::Client::new();
     let mut stalled = stalled_socket(port, "sleepy").await;
     let mut healthy = open_reader(port, "awake", 0).await;
     let content = "x".repeat(CONTENT);
@@ -193,17 +192,9 @@ async fn client_that_never_reads_is_dropped_with_bounded_memory_and_resumes() {
         rss.push(rss_kib(pid));
         // Phase two is longer so the bound stands out from allocator noise.
         for i in 0..ROUNDS * (1 + 2 * phase) {
-            let res = http
-                .post(format!("http://127.0.0.1:{port}/api/announcements"))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&json!({"title": format!("big {phase}.{i}"), "content": content, "audience": {"all": true}}))
-                .send()
-                .await
-                .expect("request");
-            assert_eq!(res.status().as_u16(), 201);
-            let id = res.json::<Value>().await.expect("json")["id"]
-                .as_i64()
-                .expect("id");
+            let id = node
+                .announce(&json!({"title": format!("big {phase}.{i}"), "content": content, "audience": {"all": true}}))
+                .await;
             ids.push(id);
             let frame = healthy.next_of("announcement").await;
             assert_eq!(frame["data"]["id"], id, "the reading client keeps up");
@@ -216,15 +207,7 @@ async fn client_that_never_reads_is_dropped_with_bounded_memory_and_resumes() {
         "slow client: herald RSS {} -> {} -> {} KiB; phase two offered {offered_kib} KiB to the stalled client, RSS grew {growth} KiB",
         rss[0], rss[1], rss[2]
     );
-    let presence: Value = http
-        .get(format!("http://127.0.0.1:{port}/api/presence/sleepy"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let presence = node.admin_get("/api/presence/sleepy").await;
     assert_eq!(
         presence["sessions"], 0,
         "the stalled session is no longer routed to"

@@ -550,6 +550,34 @@ impl Node {
     }
 
     /// SIGKILL: no shutdown path runs.
+    /// `GET` on an admin endpoint of this node, as JSON.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Creates an announcement on this node, asserting 201; returns its id.
+    pub async fn announce(&self, body: &Value) -> i64 {
+        let res = reqwest::Client::new()
+            .post(self.url("/api/announcements"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status().as_u16(), 201);
+        res.json::<Value>().await.expect("json")["id"]
+            .as_i64()
+            .expect("id")
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

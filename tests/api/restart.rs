@@ -2,25 +2,16 @@
 //! scheduled is lost, nothing published is published again.
 
 use crate::helpers::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
 
-async fn create(http: &reqwest::Client, port: u16, title: &str, at_ms: i64) -> i64 {
-    let res = http
-        .post(format!("http://127.0.0.1:{port}/api/announcements"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(
-            &json!({"title": title, "content": "c", "audience": {"all": true},
-            "publish_at": herald::domain::rfc3339(at_ms)}),
-        )
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(res.status().as_u16(), 201);
-    res.json::<Value>().await.expect("json")["id"]
-        .as_i64()
-        .expect("id")
+async fn create(node: &Node, title: &str, at_ms: i64) -> i64 {
+    node.announce(
+        &json!({"title": title, "content": "c", "audience": {"all": true},
+        "publish_at": herald::domain::rfc3339(at_ms)}),
+    )
+    .await
 }
 
 async fn connect(port: u16, since: i64) -> Ws {
@@ -36,28 +27,27 @@ both_backends!(sigkill_with_pending_announcements_loses_none_and_repeats_none);
 async fn sigkill_with_pending_announcements_loses_none_and_repeats_none() {
     let test_db = TestDb::new();
     let db = test_db.url.clone();
-    let http = reqwest::Client::new();
     let mut seen: HashMap<i64, usize> = HashMap::new();
     let mut cursor = 0;
 
     let node = Node::start(&db);
     let mut ws = connect(node.port, 0).await;
     let now = herald::db::now_ms();
-    let before_crash = create(&http, node.port, "before crash", now).await;
+    let before_crash = create(&node, "before crash", now).await;
     let frame = ws.next_of("announcement").await;
     assert_eq!(frame["data"]["id"], before_crash);
     *seen.entry(before_crash).or_default() += 1;
     cursor = cursor.max(frame["data"]["cursor"].as_i64().expect("cursor"));
 
     let due_while_down: Vec<i64> = [
-        create(&http, node.port, "down 1", now + 1_500).await,
-        create(&http, node.port, "down 2", now + 1_600).await,
-        create(&http, node.port, "down 3", now + 1_700).await,
+        create(&node, "down 1", now + 1_500).await,
+        create(&node, "down 2", now + 1_600).await,
+        create(&node, "down 3", now + 1_700).await,
     ]
     .to_vec();
     let due_after: Vec<i64> = [
-        create(&http, node.port, "after 1", now + 6_000).await,
-        create(&http, node.port, "after 2", now + 6_100).await,
+        create(&node, "after 1", now + 6_000).await,
+        create(&node, "after 2", now + 6_100).await,
     ]
     .to_vec();
     node.kill();
@@ -85,18 +75,7 @@ async fn sigkill_with_pending_announcements_loses_none_and_repeats_none() {
     assert_eq!(seen.len(), 6);
 
     // The table agrees: six distinct cursors 1..=6, all published.
-    let list: Value = http
-        .get(format!(
-            "http://127.0.0.1:{}/api/announcements?limit=10",
-            node.port
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let list = node.admin_get("/api/announcements?limit=10").await;
     let mut cursors: Vec<i64> = list["items"]
         .as_array()
         .expect("items")
