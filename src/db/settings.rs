@@ -22,7 +22,3 @@ pub fn get_or_create(
     let value = s::table.find(key).select(s::value).first(conn)?;
     Ok((value, inserted == 1))
 }
-
-pub fn get(conn: &mut DbConn, key: &str) -> Result<Option<String>, DbError> {
-    Ok(s::table.find(key).select(s::value).first(conn).optional()?)
-}
