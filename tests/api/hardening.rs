@@ -111,56 +111,6 @@ async fn frame_flood_gets_rate_limited_then_4008() {
     assert!(ws.try_next_json(Duration::from_millis(200)).await.is_none());
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-/// A socket with a tiny receive buffer that the test never reads.
-async fn stalled_socket(port: u16, user: &str) -> Ws {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4_096).expect("rcvbuf");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    socket.set_nonblocking(true).expect("nonblocking");
-    let _ = socket.connect(&addr.into());
-    let stream = tokio::net::TcpStream::from_std(socket.into()).expect("tokio stream");
-    stream.writable().await.expect("connected");
-    let mut request = format!("ws://127.0.0.1:{port}/ws?id={user}")
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        format!("herald.v1, {}", user_token(user))
-            .parse()
-            .expect("header"),
-    );
-    let (stream, _) =
-        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .expect("handshake");
-    Ws {
-        stream,
-        welcome: Value::Null,
-        protocol: Some("herald.v1".into()),
-    }
-}
-
-async fn open_reader(port: u16, user: &str, since: i64) -> Ws {
-    let url = format!("ws://127.0.0.1:{port}/ws?id={user}&since={since}");
-    let (mut ws, _) = Ws::open(&url, &["herald.v1", &user_token(user)])
-        .await
-        .expect("open");
-    assert_eq!(ws.next_json().await["type"], "welcome");
-    ws
-}
-
 /// Runs against a herald child process so that its memory is measured
 /// alone, not together with the other tests in this process.
 #[actix_web::test]
@@ -181,7 +131,7 @@ async fn client_that_never_reads_is_dropped_with_bounded_memory_and_resumes() {
         ],
     );
     let (port, pid) = (node.port, node.child.id());
-    let mut stalled = stalled_socket(port, "sleepy").await;
+    let mut stalled = stalled_socket(port, "sleepy", "").await;
     let mut healthy = open_reader(port, "awake", 0).await;
     let content = "x".repeat(CONTENT);
     let mut ids = Vec::new();

@@ -499,6 +499,11 @@ impl Node {
     /// Starts with the test secrets, a 200 ms poll and `extra` flags, and
     /// waits for the printed address.
     pub fn start_with(db: &str, extra: &[&str]) -> Node {
+        Node::start_with_env(db, extra, &[])
+    }
+
+    /// `start_with`, with extra environment variables for the process.
+    pub fn start_with_env(db: &str, extra: &[&str], envs: &[(&str, &str)]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .args(["--bind", "127.0.0.1:0", "--database-url", db])
             .args(["--poll-interval-ms", "200", "--workers", "1"])
@@ -507,6 +512,7 @@ impl Node {
             .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("HERALD_JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -589,4 +595,56 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident memory of a process, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// A socket with a tiny receive buffer that the test never reads.
+pub async fn stalled_socket(port: u16, user: &str, extra_query: &str) -> Ws {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4_096).expect("rcvbuf");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let _ = socket.connect(&addr.into());
+    let stream = tokio::net::TcpStream::from_std(socket.into()).expect("tokio stream");
+    stream.writable().await.expect("connected");
+    let mut request = format!("ws://127.0.0.1:{port}/ws?id={user}{extra_query}")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        format!("herald.v1, {}", user_token(user))
+            .parse()
+            .expect("header"),
+    );
+    let (stream, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .expect("handshake");
+    Ws {
+        stream,
+        welcome: Value::Null,
+        protocol: Some("herald.v1".into()),
+    }
+}
+
+/// A reading client of a child node that resumes after `since`.
+pub async fn open_reader(port: u16, user: &str, since: i64) -> Ws {
+    let url = format!("ws://127.0.0.1:{port}/ws?id={user}&since={since}");
+    let (mut ws, _) = Ws::open(&url, &["herald.v1", &user_token(user)])
+        .await
+        .expect("open");
+    assert_eq!(ws.next_json().await["type"], "welcome");
+    ws
 }
