@@ -32,6 +32,8 @@ pub struct AppState {
     pub scheduler_alive: Arc<AtomicI64>,
     pub scheduler_failing: Arc<AtomicBool>,
     pub connect_limiter: crate::limits::RateLimiter,
+    /// Bounds the catch-ups running at once to half the pool.
+    pub catch_up_permits: Arc<tokio::sync::Semaphore>,
     /// This node's link to the others; `None` on SQLite (one node).
     pub cluster: Option<ClusterHandle>,
 }
@@ -43,6 +45,7 @@ impl AppState {
             registry: self.registry.clone(),
             receipts: self.receipts.clone(),
             keys: self.keys.clone(),
+            catch_up_permits: self.catch_up_permits.clone(),
         }
     }
 }
@@ -149,6 +152,9 @@ impl Application {
             scheduler_alive,
             scheduler_failing,
             connect_limiter: crate::limits::RateLimiter::new(settings.max_connects_per_ip),
+            catch_up_permits: Arc::new(tokio::sync::Semaphore::new(
+                (settings.db_pool_size as usize / 2).max(1),
+            )),
             cluster,
         });
 

@@ -72,6 +72,16 @@ pub struct Connect {
     pub link: Arc<SessionLink>,
 }
 
+/// A session's token was refreshed with other groups: route group
+/// announcements by the new ones.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Regroup {
+    pub user_id: Arc<str>,
+    pub session_id: SessionId,
+    pub groups: Arc<[String]>,
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Disconnect {

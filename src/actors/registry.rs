@@ -88,7 +88,23 @@ impl Registry {
         if sessions.is_empty() {
             self.users.remove(user_id);
         }
-        for group in entry.groups.iter() {
+        self.leave_groups(user_id, &entry.groups);
+        self.update_gauges();
+    }
+
+    fn join_groups(&mut self, user_id: &Arc<str>, groups: &[String]) {
+        for group in groups {
+            *self
+                .groups
+                .entry(group.clone())
+                .or_default()
+                .entry(user_id.clone())
+                .or_default() += 1;
+        }
+    }
+
+    fn leave_groups(&mut self, user_id: &str, groups: &[String]) {
+        for group in groups {
             if let Some(members) = self.groups.get_mut(group) {
                 if let Some(count) = members.get_mut(user_id) {
                     *count -= 1;
@@ -101,7 +117,6 @@ impl Registry {
                 }
             }
         }
-        self.update_gauges();
     }
 
     fn update_gauges(&self) {
@@ -172,18 +187,12 @@ impl Handler<Connect> for Registry {
     type Result = bool;
 
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> bool {
-        let sessions = self.users.entry(msg.user_id.clone()).or_default();
-        if sessions.len() >= self.max_sessions_per_user {
+        let open = self.users.get(&msg.user_id).map_or(0, HashMap::len);
+        if open >= self.max_sessions_per_user {
             return false;
         }
-        for group in msg.groups.iter() {
-            *self
-                .groups
-                .entry(group.clone())
-                .or_default()
-                .entry(msg.user_id.clone())
-                .or_default() += 1;
-        }
+        self.join_groups(&msg.user_id, &msg.groups);
+        let sessions = self.users.entry(msg.user_id.clone()).or_default();
         sessions.insert(
             msg.session_id,
             SessionEntry {
@@ -195,6 +204,23 @@ impl Handler<Connect> for Registry {
         self.sessions += 1;
         self.update_gauges();
         true
+    }
+}
+
+impl Handler<Regroup> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Regroup, _: &mut Context<Self>) {
+        let Some(entry) = self
+            .users
+            .get_mut(&msg.user_id)
+            .and_then(|sessions| sessions.get_mut(&msg.session_id))
+        else {
+            return;
+        };
+        let old = std::mem::replace(&mut entry.groups, msg.groups.clone());
+        self.leave_groups(&msg.user_id, &old);
+        self.join_groups(&msg.user_id, &msg.groups);
     }
 }
 

@@ -6,15 +6,15 @@
 use super::messages::*;
 use super::receipts::ReceiptWriter;
 use super::registry::Registry;
-use crate::auth::{now_secs, TokenKeys};
+use crate::auth::{now_secs, Claims, TokenKeys};
 use crate::db::receipts::{ReceiptEvent, ReceiptKind};
-use crate::db::{self, DbPool};
+use crate::db::{self, DbError, DbPool};
 use crate::metrics::METRICS;
 use crate::protocol::{self, ClientFrame};
 use actix::prelude::*;
 use actix_web_actors::ws;
 use bytestring::ByteString;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,9 +31,14 @@ pub mod close {
     pub const TOO_MANY: u16 = 4029;
 }
 
-/// Most announcements one catch-up replays; a client further behind gets
-/// the newest and finds the rest in its inbox.
-const MAX_REPLAY: i64 = 5_000;
+/// Rows one replay page reads at most.
+const REPLAY_PAGE_ROWS: i64 = 100;
+/// Bytes of frames one replay page hands the socket at most (always at least
+/// one announcement). The next page is read only when the session runs again,
+/// and a session runs only while its client reads (actix polls it as the
+/// response body, and stops while the socket is full): a client that stops
+/// reading mid-replay holds one page, not its whole backlog.
+const REPLAY_PAGE_BYTES: usize = 64 * 1024;
 /// Error frames a session may provoke before it is closed with 4008.
 const MAX_STRIKES: u32 = 10;
 
@@ -58,6 +63,10 @@ pub struct SessionDeps {
     pub registry: Addr<Registry>,
     pub receipts: Addr<ReceiptWriter>,
     pub keys: TokenKeys,
+    /// Catch-ups running at once are bounded below the pool size, so a burst
+    /// of handshakes never takes every connection the scheduler, the receipt
+    /// writer and REST need.
+    pub catch_up_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the handshake decided about this session.
@@ -72,12 +81,40 @@ pub struct SessionParams {
     pub timeout: Duration,
     /// Client frames per second allowed on average; bursts of twice that.
     pub frames_per_second: f64,
+    /// Largest message a client may send, also when fragmented.
+    pub max_frame_bytes: usize,
+    /// Set by the transport when it refused a frame for its size.
+    pub oversized: Arc<AtomicBool>,
 }
 
 enum Phase {
-    /// Catching up: live announcements wait here until the replay is sent.
-    CatchingUp(Vec<Arc<Prepared>>),
+    /// Catching up: everything routed to this session waits here, in order,
+    /// until the replay is sent, so a retract never overtakes the replayed
+    /// announcement it withdraws. It stays counted in the session's queued
+    /// bytes until it is sent.
+    CatchingUp(Vec<Push>),
     Live,
+}
+
+/// A fragmented message being reassembled (RFC 6455 §5.4).
+struct Fragments {
+    text: bool,
+    data: Vec<u8>,
+}
+
+/// Announcement frames for one replay page, oldest first, with their
+/// cursors; `more` when rows past the last one may still be due.
+#[derive(Default)]
+struct ReplayPage {
+    frames: Vec<(i64, String)>,
+    more: bool,
+}
+
+/// What the first catch-up query finds.
+struct Opening {
+    cursor: i64,
+    unread: i64,
+    page: ReplayPage,
 }
 
 pub struct Session {
@@ -101,6 +138,9 @@ pub struct Session {
     frames_per_second: f64,
     last_refill: Instant,
     strikes: u32,
+    fragments: Option<Fragments>,
+    max_frame_bytes: usize,
+    oversized: Arc<AtomicBool>,
     link: Arc<SessionLink>,
     closed_with: Option<u16>,
     deps: SessionDeps,
@@ -126,6 +166,9 @@ impl Session {
             frames_per_second: params.frames_per_second,
             last_refill: Instant::now(),
             strikes: 0,
+            fragments: None,
+            max_frame_bytes: params.max_frame_bytes,
+            oversized: params.oversized,
             link: Arc::default(),
             closed_with: None,
             deps,
@@ -249,6 +292,9 @@ impl Session {
             .wait(ctx);
     }
 
+    /// Sends the welcome (first time only) and replays everything for this
+    /// user published after `since`, page by page, up to the newest cursor
+    /// at the start; anything newer arrives live and waits in the buffer.
     fn catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>, since: Option<i64>) {
         if let Phase::Live = self.phase {
             self.phase = Phase::CatchingUp(Vec::new());
@@ -257,7 +303,7 @@ impl Session {
         let groups = self.groups.to_vec();
         let legacy = self.legacy;
         let first = !self.welcomed;
-        let work = db::run(&self.deps.pool, move |conn| {
+        let work = self.with_permit(move |conn| {
             let now = db::now_ms();
             if first {
                 db::users::touch(conn, &user_id, &groups, now)?;
@@ -268,80 +314,141 @@ impl Session {
             } else {
                 0
             };
-            let replay = match since {
-                Some(since) => db::announcements::for_user_since(
-                    conn, &user_id, &groups, since, now, MAX_REPLAY,
-                )?,
-                None => Vec::new(),
+            let page = match since {
+                Some(after) => replay_page(conn, &user_id, &groups, after, cursor, legacy)?,
+                None => ReplayPage::default(),
             };
-            let frames: Vec<(i64, i64, String)> = replay
-                .iter()
-                .map(|f| {
-                    let view = protocol::AnnouncementView::from(&f.row);
-                    let cursor = f.row.publish_cursor.unwrap_or(0);
-                    (f.row.id, cursor, protocol::announcement(&view, legacy))
-                })
-                .collect();
-            Ok((cursor, unread, frames))
+            Ok(Opening {
+                cursor,
+                unread,
+                page,
+            })
         });
-        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| match result {
-            Ok((cursor, unread, frames)) => {
-                // The client has everything up to its `since`, but only as
-                // far as this server has handed out cursors: a stale cursor
-                // from a reset database must not hide new announcements.
-                if let Some(since) = since {
-                    act.replayed_up_to = act.replayed_up_to.max(since.min(cursor));
-                }
-                act.finish_catch_up(ctx, cursor, unread, frames)
-            }
-            Err(e) => {
-                tracing::warn!(session_id = act.id, user_id = %act.user_id, error = %e, "catch-up failed");
-                act.send(ctx, protocol::error(
-                    "storage_unavailable",
-                    "could not load your announcements; reconnect shortly",
-                ));
-                act.close(ctx, close::TRY_AGAIN, "storage unavailable");
-            }
-        }));
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(opening) => {
+                        // The client has everything up to its `since`, but only as
+                        // far as this server has handed out cursors: a stale cursor
+                        // from a reset database must not hide new announcements.
+                        if let Some(since) = since {
+                            act.replayed_up_to = act.replayed_up_to.max(since.min(opening.cursor));
+                        }
+                        act.welcome(ctx, opening.cursor, opening.unread);
+                        act.replay(ctx, opening.page, opening.cursor);
+                    }
+                    Err(e) => act.catch_up_failed(ctx, e),
+                }),
+        );
     }
 
-    fn finish_catch_up(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        cursor: i64,
-        unread: i64,
-        frames: Vec<(i64, i64, String)>,
-    ) {
-        if !self.welcomed {
-            self.welcomed = true;
-            if !self.legacy {
-                self.send(
-                    ctx,
-                    protocol::welcome(&protocol::Welcome {
-                        user_id: &self.user_id,
-                        session_id: self.id,
-                        heartbeat_ms: self.interval.as_millis() as u64,
-                        server_time: db::now_ms(),
-                        cursor,
-                        unread,
-                    }),
-                );
-            }
+    /// Runs catch-up database work once a permit is free. The work runs on
+    /// its own task, not inside the session: a session is polled only while
+    /// its client reads, and a stalled one must not sit on a permit.
+    fn with_permit<T, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, DbError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut db::DbConn) -> Result<T, DbError> + Send + 'static,
+    {
+        let permits = self.deps.catch_up_permits.clone();
+        let pool = self.deps.pool.clone();
+        let work = actix_web::rt::spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|e| DbError::Blocking(e.to_string()))?;
+            db::run(&pool, f).await
+        });
+        async move { work.await.map_err(|e| DbError::Blocking(e.to_string()))? }
+    }
+
+    fn catch_up_failed(&mut self, ctx: &mut ws::WebsocketContext<Self>, e: DbError) {
+        tracing::warn!(session_id = self.id, user_id = ?self.user_id, error = %e, "catch-up failed");
+        self.send(
+            ctx,
+            protocol::error(
+                "storage_unavailable",
+                "could not load your announcements; reconnect shortly",
+            ),
+        );
+        self.close(ctx, close::TRY_AGAIN, "storage unavailable");
+    }
+
+    fn welcome(&mut self, ctx: &mut ws::WebsocketContext<Self>, cursor: i64, unread: i64) {
+        if self.welcomed {
+            return;
         }
-        for (_, cursor, frame) in frames {
+        self.welcomed = true;
+        if self.legacy {
+            return;
+        }
+        self.send(
+            ctx,
+            protocol::welcome(&protocol::Welcome {
+                user_id: &self.user_id,
+                session_id: self.id,
+                heartbeat_ms: self.interval.as_millis() as u64,
+                server_time: db::now_ms(),
+                cursor,
+                unread,
+            }),
+        );
+    }
+
+    /// Sends one replay page, then reads the next (which completes only
+    /// once the session runs again, that is once the client reads), or goes
+    /// live when the replay reached `upto`.
+    fn replay(&mut self, ctx: &mut ws::WebsocketContext<Self>, page: ReplayPage, upto: i64) {
+        let mut last = None;
+        for (cursor, frame) in page.frames {
+            last = Some(cursor);
             self.replayed_up_to = self.replayed_up_to.max(cursor);
             METRICS.deliveries.inc();
             self.send(ctx, frame);
         }
+        let after = match last {
+            Some(after) if page.more => after,
+            _ => {
+                // Everything current for this user up to `upto` is sent; a
+                // live copy at or below it is a duplicate.
+                self.replayed_up_to = self.replayed_up_to.max(upto);
+                return self.go_live(ctx);
+            }
+        };
+        let (user_id, groups, legacy) =
+            (self.user_id.to_string(), self.groups.to_vec(), self.legacy);
+        let next =
+            self.with_permit(move |conn| replay_page(conn, &user_id, &groups, after, upto, legacy));
+        ctx.spawn(
+            next.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(page) => act.replay(ctx, page, upto),
+                    Err(e) => act.catch_up_failed(ctx, e),
+                }),
+        );
+    }
+
+    /// Sends what waited during the catch-up, in the order it came.
+    fn go_live(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         let buffered = match std::mem::replace(&mut self.phase, Phase::Live) {
             Phase::CatchingUp(buffered) => buffered,
             Phase::Live => Vec::new(),
         };
-        for p in &buffered {
-            self.send_live(ctx, p);
+        for push in buffered {
+            self.deliver(ctx, push);
         }
         if let Some(since) = self.pending_sync.take() {
             self.catch_up(ctx, Some(since));
+        }
+    }
+
+    /// Sends a routed frame and takes it off the session's queued bytes.
+    fn deliver(&mut self, ctx: &mut ws::WebsocketContext<Self>, push: Push) {
+        self.link.queued.fetch_sub(push.len(), Ordering::AcqRel);
+        match push {
+            Push::Announcement(p) => self.send_live(ctx, &p),
+            Push::Frame(frame) => self.send(ctx, frame),
+            Push::Close(..) => {}
         }
     }
 
@@ -392,9 +499,65 @@ impl Session {
                 }
             },
             ClientFrame::Refresh(token) => match self.deps.keys.verify_for(&token, &self.user_id) {
-                Ok(claims) => self.token_exp = claims.exp,
+                Ok(claims) => self.refresh(claims),
                 Err(e) => self.send(ctx, protocol::error("bad_token", &e.to_string())),
             },
+        }
+    }
+
+    /// A fresh token replaces the session's identity claims: its expiry and
+    /// its groups, and the registry routes group announcements by the new ones.
+    fn refresh(&mut self, claims: Claims) {
+        self.token_exp = claims.exp;
+        if *self.groups != *claims.groups {
+            self.groups = claims.groups.into();
+            self.deps.registry.do_send(Regroup {
+                user_id: self.user_id.clone(),
+                session_id: self.id,
+                groups: self.groups.clone(),
+            });
+        }
+    }
+
+    /// Reassembles a fragmented message within the frame limit, then treats
+    /// it as one frame.
+    fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: actix_http::ws::Item) {
+        let (first, bytes, last) = match item {
+            actix_http::ws::Item::FirstText(b) => (Some(true), b, false),
+            actix_http::ws::Item::FirstBinary(b) => (Some(false), b, false),
+            actix_http::ws::Item::Continue(b) => (None, b, false),
+            actix_http::ws::Item::Last(b) => (None, b, true),
+        };
+        if let Some(text) = first {
+            self.fragments = Some(Fragments {
+                text,
+                data: Vec::new(),
+            });
+        }
+        let Some(fragments) = self.fragments.as_mut() else {
+            return self.strike(
+                ctx,
+                "bad_frame",
+                "a continuation frame without a first frame",
+            );
+        };
+        if fragments.data.len() + bytes.len() > self.max_frame_bytes {
+            return self.close(ctx, close::TOO_BIG, "message too large");
+        }
+        fragments.data.extend_from_slice(&bytes);
+        if !last {
+            return;
+        }
+        match self.fragments.take() {
+            Some(Fragments { text: true, data }) => match String::from_utf8(data) {
+                Ok(text) => self.on_text(ctx, &text),
+                Err(_) => self.strike(ctx, "bad_frame", "text frames must be UTF-8"),
+            },
+            _ => self.strike(
+                ctx,
+                "bad_frame",
+                "binary frames are not supported; send JSON text",
+            ),
         }
     }
 
@@ -449,16 +612,7 @@ impl Handler<Push> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
-        self.link.queued.fetch_sub(msg.len(), Ordering::AcqRel);
-        if self.close_if_overflowed(ctx) {
-            return;
-        }
         match msg {
-            Push::Announcement(p) => match &mut self.phase {
-                Phase::CatchingUp(buffer) => buffer.push(p),
-                Phase::Live => self.send_live(ctx, &p),
-            },
-            Push::Frame(frame) => self.send(ctx, frame),
             Push::Close(close::GOING_AWAY, _) => {
                 // Spread the reconnects of a whole node over a few seconds.
                 let delay_ms = 500 + rand::random::<u64>() % 4_500;
@@ -466,6 +620,15 @@ impl Handler<Push> for Session {
                 self.close(ctx, close::GOING_AWAY, &reason);
             }
             Push::Close(code, reason) => self.close(ctx, code, reason),
+            push => {
+                if self.close_if_overflowed(ctx) {
+                    return;
+                }
+                match &mut self.phase {
+                    Phase::CatchingUp(buffer) => buffer.push(push),
+                    Phase::Live => self.deliver(ctx, push),
+                }
+            }
         }
     }
 }
@@ -490,7 +653,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 ctx.close(reason);
                 ctx.stop();
             }
-            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(ctx, item),
+            Ok(ws::Message::Nop) => {}
+            Err(_) if self.oversized.load(Ordering::Acquire) => {
+                self.close(ctx, close::TOO_BIG, "frame too large")
+            }
             Err(ws::ProtocolError::Overflow) => self.close(ctx, close::TOO_BIG, "frame too large"),
             Err(e) => {
                 tracing::debug!(session_id = self.id, error = %e, "protocol error");
@@ -534,4 +701,44 @@ pub fn prepare(row: &crate::db::models::Announcement) -> Prepared {
         v1: ByteString::from(protocol::announcement(&view, false)),
         legacy: ByteString::from(protocol::announcement(&view, true)),
     }
+}
+
+/// One page of the replay after `after`, up to `upto`, oldest first, at most
+/// `REPLAY_PAGE_BYTES` of frames (at least one).
+fn replay_page(
+    conn: &mut db::DbConn,
+    user_id: &str,
+    groups: &[String],
+    after: i64,
+    upto: i64,
+    legacy: bool,
+) -> Result<ReplayPage, DbError> {
+    let rows = db::announcements::for_user_since(
+        conn,
+        user_id,
+        groups,
+        after,
+        db::now_ms(),
+        REPLAY_PAGE_ROWS,
+    )?;
+    let mut page = ReplayPage {
+        frames: Vec::new(),
+        more: rows.len() as i64 == REPLAY_PAGE_ROWS,
+    };
+    let mut bytes = 0;
+    for full in rows {
+        let cursor = full.row.publish_cursor.unwrap_or(0);
+        if cursor > upto {
+            page.more = false;
+            break;
+        }
+        if bytes >= REPLAY_PAGE_BYTES {
+            page.more = true;
+            break;
+        }
+        let frame = protocol::announcement(&protocol::AnnouncementView::from(&full.row), legacy);
+        bytes += frame.len();
+        page.frames.push((cursor, frame));
+    }
+    Ok(page)
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod frame_guard;
 pub mod health;
 pub mod me;
 pub mod static_files;

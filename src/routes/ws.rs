@@ -2,6 +2,7 @@
 //! a cookie; the seeds' URL forms (`/ws/<id>`, `/ws/<id>:<anything>`,
 //! `/websocket/<id>`, `?uid=`); and the subprotocol echo browsers require.
 
+use super::frame_guard::FrameGuard;
 use crate::actors::session::{close, Rejected, Session, SessionParams};
 use crate::auth::TokenError;
 use crate::error::AppError;
@@ -10,6 +11,8 @@ use crate::startup::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde::Deserialize;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 pub const SUBPROTOCOL: &str = "herald.v1";
 
@@ -161,11 +164,16 @@ fn start(
             e => rejected(close::UNAUTHORIZED, "unauthorized", e.to_string()),
         }),
     };
+    // Every socket reads through the guard, a rejected one too: no client
+    // can make herald buffer more than a frame's worth.
+    let oversized = Arc::new(AtomicBool::new(false));
+    let stream = FrameGuard::new(stream, settings.max_frame_bytes, oversized.clone());
     let claims = match verdict {
         Ok(claims) => claims,
         Err(rejected) => {
             return ws::WsResponseBuilder::new(rejected, &req, stream)
                 .protocols(&echo)
+                .frame_size(settings.max_frame_bytes)
                 .start()
         }
     };
@@ -181,6 +189,8 @@ fn start(
         interval,
         timeout: settings.timeout_for(interval),
         frames_per_second: f64::from(settings.max_frames_per_second.max(1)),
+        max_frame_bytes: settings.max_frame_bytes,
+        oversized,
     };
     ws::WsResponseBuilder::new(Session::new(params, state.session_deps()), &req, stream)
         .protocols(&echo)

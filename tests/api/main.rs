@@ -2,11 +2,13 @@
 
 #[macro_use]
 mod helpers;
+mod abuse_session;
 mod admin;
 mod cluster;
 mod delivery;
 mod hardening;
 mod migrations;
+mod raw_ws;
 mod restart;
 mod resume;
 mod websocket;
