@@ -4,7 +4,6 @@
 
 pub mod actors;
 pub mod auth;
-pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -14,3 +13,4 @@ pub mod metrics;
 pub mod protocol;
 pub mod routes;
 pub mod startup;
+pub mod state;

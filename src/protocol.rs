@@ -4,6 +4,7 @@
 
 use crate::db::models::Announcement;
 use crate::domain::rfc3339;
+use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -151,6 +152,28 @@ impl From<&Announcement> for AnnouncementView {
             publish_at: rfc3339(a.published_at.unwrap_or(a.publish_at)),
             expires_at: a.expires_at.map(rfc3339),
             cursor: a.publish_cursor,
+        }
+    }
+}
+
+/// An announcement serialized once per publish, in both shapes, and shared
+/// by every session it goes to.
+#[derive(Debug)]
+pub struct Prepared {
+    pub id: i64,
+    pub cursor: i64,
+    pub v1: ByteString,
+    pub legacy: ByteString,
+}
+
+impl From<&Announcement> for Prepared {
+    fn from(row: &Announcement) -> Prepared {
+        let view = AnnouncementView::from(row);
+        Prepared {
+            id: row.id,
+            cursor: row.publish_cursor.unwrap_or(0),
+            v1: ByteString::from(announcement(&view, false)),
+            legacy: ByteString::from(announcement(&view, true)),
         }
     }
 }

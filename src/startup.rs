@@ -2,16 +2,18 @@
 //! PostgreSQL), scheduler and receipt writer (each started once, before the
 //! HTTP server), routes, bind, serve.
 
+use crate::actors::cluster;
+use crate::actors::fanout::Fanout;
 use crate::actors::messages::CloseAll;
 use crate::actors::receipts::ReceiptWriter;
 use crate::actors::registry::Registry;
 use crate::actors::scheduler::Scheduler;
-use crate::actors::session::{close, SessionDeps};
+use crate::actors::session::close;
 use crate::auth::{random_secret, TokenKeys};
-use crate::cluster::{self, ClusterHandle};
 use crate::config::Settings;
 use crate::db::{self, settings as stored, DbPool};
 use crate::routes;
+pub use crate::state::AppState;
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
@@ -19,36 +21,6 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Everything a request handler may need, shared by every worker.
-pub struct AppState {
-    pub pool: DbPool,
-    pub settings: Arc<Settings>,
-    pub keys: TokenKeys,
-    pub admin_token: String,
-    pub registry: Addr<Registry>,
-    pub scheduler: Addr<Scheduler>,
-    pub receipts: Addr<ReceiptWriter>,
-    pub scheduler_alive: Arc<AtomicI64>,
-    pub scheduler_failing: Arc<AtomicBool>,
-    pub connect_limiter: crate::limits::RateLimiter,
-    /// Bounds the catch-ups running at once to half the pool.
-    pub catch_up_permits: Arc<tokio::sync::Semaphore>,
-    /// This node's link to the others; `None` on SQLite (one node).
-    pub cluster: Option<ClusterHandle>,
-}
-
-impl AppState {
-    pub fn session_deps(&self) -> SessionDeps {
-        SessionDeps {
-            pool: self.pool.clone(),
-            registry: self.registry.clone(),
-            receipts: self.receipts.clone(),
-            keys: self.keys.clone(),
-            catch_up_permits: self.catch_up_permits.clone(),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -125,9 +97,13 @@ impl Application {
         };
         let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
         let scheduler_failing = Arc::new(AtomicBool::new(false));
+        let fanout = match &cluster {
+            Some(handle) => Fanout::cluster(registry.clone(), handle.clone()),
+            None => Fanout::local(registry.clone()),
+        };
         let scheduler = Scheduler::new(
             pool.clone(),
-            registry.clone(),
+            fanout.clone(),
             settings.poll_interval(),
             scheduler_alive.clone(),
         )
@@ -135,8 +111,7 @@ impl Application {
         .start();
         let receipts = ReceiptWriter::new(
             pool.clone(),
-            registry.clone(),
-            cluster.clone(),
+            fanout.clone(),
             Duration::from_millis(settings.receipt_flush_ms.max(1)),
         )
         .start();
@@ -156,6 +131,7 @@ impl Application {
                 (settings.db_pool_size as usize / 2).max(1),
             )),
             cluster,
+            fanout,
         });
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {

@@ -6,14 +6,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use std::sync::Arc;
 
-/// An announcement serialized once per publish and shared by every session.
-#[derive(Debug)]
-pub struct Prepared {
-    pub id: i64,
-    pub cursor: i64,
-    pub v1: ByteString,
-    pub legacy: ByteString,
-}
+pub use crate::protocol::Prepared;
 
 // ---- to a session ----------------------------------------------------------
 
@@ -46,7 +39,7 @@ impl Push {
 
 // ---- to the registry -------------------------------------------------------
 
-pub type SessionId = u64;
+pub use crate::domain::SessionId;
 
 /// Shared between a session and the registry: how many bytes of frames the
 /// registry has handed the session that it has not taken yet, and whether

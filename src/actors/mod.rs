@@ -1,7 +1,11 @@
 //! The actors: one session per WebSocket, one registry that routes by user
 //! id, one scheduler that publishes due announcements, one receipt writer
-//! that batches acks and reads.
+//! that batches acks and reads; the fan-out that carries what happened to
+//! the registry, directly or through the cluster's listener.
 
+pub mod cluster;
+pub mod delivery;
+pub mod fanout;
 pub mod messages;
 pub mod receipts;
 pub mod registry;

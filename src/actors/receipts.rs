@@ -3,9 +3,8 @@
 //! a handful of transactions, not 50 000. Reads are then pushed to the
 //! user's other tabs.
 
+use super::fanout::Fanout;
 use super::messages::*;
-use super::registry::Registry;
-use crate::cluster::{self, ClusterHandle};
 use crate::db::receipts::ReceiptEvent;
 use crate::db::{self, DbPool};
 use actix::prelude::*;
@@ -20,8 +19,7 @@ const MAX_PENDING: usize = 500_000;
 
 pub struct ReceiptWriter {
     pool: DbPool,
-    registry: Addr<Registry>,
-    cluster: Option<ClusterHandle>,
+    fanout: Fanout,
     interval: Duration,
     pending: Vec<(ReceiptEvent, Option<SessionId>)>,
     flushing: bool,
@@ -30,16 +28,10 @@ pub struct ReceiptWriter {
 }
 
 impl ReceiptWriter {
-    pub fn new(
-        pool: DbPool,
-        registry: Addr<Registry>,
-        cluster: Option<ClusterHandle>,
-        interval: Duration,
-    ) -> ReceiptWriter {
+    pub fn new(pool: DbPool, fanout: Fanout, interval: Duration) -> ReceiptWriter {
         ReceiptWriter {
             pool,
-            registry,
-            cluster,
+            fanout,
             interval,
             pending: Vec::new(),
             flushing: false,
@@ -132,7 +124,7 @@ impl ReceiptWriter {
                 ids,
                 except,
             };
-            cluster::sync_reads(self.cluster.as_ref(), &self.registry, msg);
+            self.fanout.read(msg);
         }
     }
 }

@@ -1,12 +1,9 @@
 //! The scheduler: finds due announcements, claims each exactly once, and
-//! hands it to the registry (on PostgreSQL, to every node's registry through
-//! the cluster). It polls, and also wakes early for anything due
-//! before the next poll, so "publish now" goes out in milliseconds.
+//! hands them to the fan-out. It polls, and also wakes early for anything
+//! due before the next poll, so "publish now" goes out in milliseconds.
 
+use super::fanout::Fanout;
 use super::messages::*;
-use super::registry::Registry;
-use super::session::prepare;
-use crate::db::models::{FullAnnouncement, Status};
 use crate::db::{self, DbError, DbPool};
 use crate::metrics::METRICS;
 use actix::prelude::*;
@@ -19,7 +16,7 @@ const BATCH: i64 = 500;
 
 pub struct Scheduler {
     pool: DbPool,
-    registry: Addr<Registry>,
+    fanout: Fanout,
     poll: Duration,
     running: bool,
     again: bool,
@@ -33,15 +30,10 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(
-        pool: DbPool,
-        registry: Addr<Registry>,
-        poll: Duration,
-        alive: Arc<AtomicI64>,
-    ) -> Scheduler {
+    pub fn new(pool: DbPool, fanout: Fanout, poll: Duration, alive: Arc<AtomicI64>) -> Scheduler {
         Scheduler {
             pool,
-            registry,
+            fanout,
             poll,
             running: false,
             again: false,
@@ -63,7 +55,7 @@ impl Scheduler {
             return Box::pin(fut::ready(Ok(0)));
         }
         self.running = true;
-        let work = publish_due(self.pool.clone(), self.registry.clone());
+        let work = publish_due(self.pool.clone(), self.fanout.clone());
         Box::pin(work.into_actor(self).map(|result, act, ctx| {
             act.running = false;
             act.alive.store(db::now_ms(), Ordering::Relaxed);
@@ -148,21 +140,15 @@ impl Handler<Wake> for Scheduler {
 }
 
 /// One scheduler step, usable without the actor (tests race two of them):
-/// claims every due announcement and records whom it targeted. On SQLite it
-/// then delivers each to the registry itself; on PostgreSQL each claim has
-/// notified every node, and each node's cluster listener delivers (see
-/// `cluster`). Returns how many this call published and the next scheduled
-/// publish time.
-pub async fn publish_due(
-    pool: DbPool,
-    registry: Addr<Registry>,
-) -> Result<(usize, Option<i64>), DbError> {
+/// claims every due announcement and hands what it claimed to the fan-out.
+/// Returns how many this call published and the next scheduled publish time.
+pub async fn publish_due(pool: DbPool, fanout: Fanout) -> Result<(usize, Option<i64>), DbError> {
     let (claimed, next_due) = db::run(&pool, |conn| {
         let now = db::now_ms();
         let mut claimed = Vec::new();
         for id in db::announcements::due(conn, now, BATCH)? {
-            if let Some(claim) = db::announcements::claim(conn, id, now)? {
-                claimed.push(claim);
+            if let Some(full) = db::announcements::claim(conn, id, now)? {
+                claimed.push(full);
             }
         }
         Ok((claimed, db::announcements::next_due(conn)?))
@@ -170,51 +156,6 @@ pub async fn publish_due(
     .await?;
     let published = claimed.len();
     METRICS.published.inc_by(published as u64);
-    let mut online = Vec::new();
-    for claim in claimed.into_iter().filter(|c| !c.notified) {
-        let id = claim.announcement.row.id;
-        online.push((id, deliver(&registry, claim.announcement).await));
-    }
-    record_online(&pool, online).await;
+    fanout.published(&pool, claimed).await;
     Ok((published, next_due))
-}
-
-/// Hands one claimed announcement to the registry unless it expired or was
-/// withdrawn meanwhile; answers how many users it reached on this node.
-pub async fn deliver(registry: &Addr<Registry>, full: FullAnnouncement) -> i64 {
-    if full.row.status() != Status::Published || full.row.is_expired(db::now_ms()) {
-        return 0;
-    }
-    let prepared = Arc::new(prepare(&full.row));
-    METRICS
-        .publish_lag
-        .observe((db::now_ms() - full.row.publish_at).max(0) as f64 / 1000.0);
-    tracing::info!(
-        announcement_id = full.row.id,
-        cursor = prepared.cursor,
-        audience = full.audience.kind(),
-        "publishing"
-    );
-    registry
-        .send(Publish {
-            announcement: prepared,
-            audience: full.audience,
-        })
-        .await
-        .unwrap_or(0) as i64
-}
-
-/// Adds this node's online counts to the announcements' stats. Stats are
-/// informational: a failure is logged, not retried.
-pub async fn record_online(pool: &DbPool, online: Vec<(i64, i64)>) {
-    if online.is_empty() {
-        return;
-    }
-    let written = db::run(pool, move |conn| {
-        db::announcements::add_online(conn, &online)
-    })
-    .await;
-    if let Err(e) = written {
-        tracing::warn!(error = %e, "could not record publish stats");
-    }
 }

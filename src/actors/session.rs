@@ -692,17 +692,6 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Rejected {
     fn handle(&mut self, _: Result<ws::Message, ws::ProtocolError>, _: &mut Self::Context) {}
 }
 
-/// The frame shared by all sessions for one published announcement.
-pub fn prepare(row: &crate::db::models::Announcement) -> Prepared {
-    let view = protocol::AnnouncementView::from(row);
-    Prepared {
-        id: row.id,
-        cursor: row.publish_cursor.unwrap_or(0),
-        v1: ByteString::from(protocol::announcement(&view, false)),
-        legacy: ByteString::from(protocol::announcement(&view, true)),
-    }
-}
-
 /// One page of the replay after `after`, up to `upto`, oldest first, at most
 /// `REPLAY_PAGE_BYTES` of frames (at least one).
 fn replay_page(

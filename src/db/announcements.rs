@@ -1,12 +1,12 @@
 //! Announcement queries: create, list, change, claim for publishing, and
 //! the per-user view (replay after a cursor) that resume relies on.
 
+use super::events::{self, Event};
 use super::models::{
     Announcement, AnnouncementInsertForm, AnnouncementUpdateForm, FullAnnouncement, Status, Target,
 };
 use super::schema::{announcement_targets as targets, announcements as a, counters};
 use super::{DbConn, DbError};
-use crate::cluster::{self, Event};
 use crate::domain::{AnnouncementDraft, AnnouncementPatch, Audience};
 use diesel::prelude::*;
 use std::collections::HashMap;
@@ -221,12 +221,9 @@ pub fn update_scheduled(
 #[derive(Debug)]
 pub enum WithdrawOutcome {
     Cancelled(FullAnnouncement),
-    /// `notified`: every node was told in the same transaction (PostgreSQL);
-    /// otherwise the caller tells this node's sessions itself.
-    Retracted {
-        announcement: FullAnnouncement,
-        notified: bool,
-    },
+    /// Withdrawn after publishing; on PostgreSQL every node was told in
+    /// the same transaction.
+    Retracted(FullAnnouncement),
     /// Already cancelled or retracted: nothing changed.
     Unchanged(FullAnnouncement),
     NotFound,
@@ -266,10 +263,8 @@ pub fn withdraw(conn: &mut DbConn, id: i64, now: i64) -> Result<WithdrawOutcome,
         Ok(if cancelled == 1 {
             WithdrawOutcome::Cancelled(full)
         } else if retracted == 1 {
-            WithdrawOutcome::Retracted {
-                announcement: full,
-                notified: cluster::notify(conn, &Event::Retracted { id })?,
-            }
+            events::notify(conn, &Event::Retracted { id })?;
+            WithdrawOutcome::Retracted(full)
         } else {
             WithdrawOutcome::Unchanged(full)
         })
@@ -295,15 +290,6 @@ pub fn next_due(conn: &mut DbConn) -> Result<Option<i64>, DbError> {
         .first(conn)?)
 }
 
-/// A claimed announcement, and whether the claim already told every node
-/// (PostgreSQL: NOTIFY in the claim's transaction) or the caller must
-/// deliver it itself (SQLite: one node).
-#[derive(Debug)]
-pub struct Claimed {
-    pub announcement: FullAnnouncement,
-    pub notified: bool,
-}
-
 /// Claims one due announcement for publishing. Exactly one caller wins: the
 /// status check is in the UPDATE itself (on PostgreSQL a concurrent claimer
 /// waits for the winner's row lock, then re-checks the status and finds it
@@ -312,7 +298,7 @@ pub struct Claimed {
 /// is part of the transaction too: it goes out if and only if the claim
 /// commits, and in commit order. Returns `None` when someone else claimed
 /// (or cancelled) it first.
-pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<Claimed>, DbError> {
+pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnouncement>, DbError> {
     conn.transaction(|conn| {
         let won = diesel::update(
             a::table
@@ -347,11 +333,8 @@ pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<Claimed>, Db
             .execute(conn)?;
         full.row.publish_cursor = Some(cursor);
         full.row.targeted = Some(targeted);
-        let notified = cluster::notify(conn, &Event::Published { id, cursor })?;
-        Ok(Some(Claimed {
-            announcement: full,
-            notified,
-        }))
+        events::notify(conn, &Event::Published { id, cursor })?;
+        Ok(Some(full))
     })
 }
 

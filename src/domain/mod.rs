@@ -8,6 +8,9 @@ pub use draft::{AnnouncementDraft, AnnouncementPatch, DraftLimits, FieldError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+/// One open session (a tab), unique within a node.
+pub type SessionId = u64;
+
 /// How loudly an announcement asks for attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

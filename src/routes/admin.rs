@@ -2,14 +2,14 @@
 //! retract), presence, and user tokens for host apps and the demo.
 
 use super::auth::AdminAuth;
-use crate::actors::messages::{GetPresence, GetUserSessions, Retract, Wake};
+use crate::actors::messages::{GetPresence, GetUserSessions, Wake};
 use crate::db::announcements::{ChangeOutcome, WithdrawOutcome};
 use crate::db::models::{FullAnnouncement, Status};
 use crate::db::{self};
 use crate::domain::draft::{CreateInput, PatchInput};
 use crate::domain::{rfc3339, AnnouncementDraft, AnnouncementPatch};
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -196,18 +196,9 @@ async fn withdraw(
             tracing::info!(announcement_id = id, "announcement cancelled");
             full
         }
-        WithdrawOutcome::Retracted {
-            announcement: full,
-            notified,
-        } => {
+        WithdrawOutcome::Retracted(full) => {
             tracing::info!(announcement_id = id, "announcement retracted");
-            // On PostgreSQL the withdraw told every node, this one included.
-            if !notified {
-                state.registry.do_send(Retract {
-                    id,
-                    audience: full.audience.clone(),
-                });
-            }
+            state.fanout.retracted(id, full.audience.clone());
             full
         }
         WithdrawOutcome::Unchanged(full) => full,

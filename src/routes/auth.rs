@@ -3,7 +3,7 @@
 
 use crate::auth::{admin_token_matches, Claims, TokenError};
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use std::future::{ready, Ready};
 

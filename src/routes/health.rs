@@ -5,7 +5,7 @@
 
 use crate::db;
 use crate::metrics::METRICS;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
 use diesel::prelude::*;
 use serde_json::json;

@@ -7,7 +7,7 @@ use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::db::{self};
 use crate::error::AppError;
 use crate::protocol::AnnouncementView;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -97,15 +97,11 @@ async fn mark_read(
     .await?;
     let ids: Vec<i64> = outcome.read.iter().map(|(id, _)| *id).collect();
     if !ids.is_empty() {
-        crate::cluster::sync_reads(
-            state.cluster.as_ref(),
-            &state.registry,
-            ReadSync {
-                user_id,
-                ids,
-                except: None,
-            },
-        );
+        state.fanout.read(ReadSync {
+            user_id,
+            ids,
+            except: None,
+        });
     }
     Ok(outcome.accepted)
 }

@@ -7,7 +7,7 @@ use crate::actors::session::{close, Rejected, Session, SessionParams};
 use crate::auth::TokenError;
 use crate::error::AppError;
 use crate::metrics::METRICS;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde::Deserialize;

@@ -121,10 +121,10 @@ async fn racing_scheduler_ticks_deliver_exactly_once() {
             "publish_at": herald::domain::rfc3339(publish_at)}))
         .await;
     tokio::time::sleep(Duration::from_millis(320)).await;
-    let (pool, registry) = (app.state.pool.clone(), app.state.registry.clone());
+    let (pool, fanout) = (app.state.pool.clone(), app.state.fanout.clone());
     let (a, b) = tokio::join!(
-        publish_due(pool.clone(), registry.clone()),
-        publish_due(pool, registry)
+        publish_due(pool.clone(), fanout.clone()),
+        publish_due(pool, fanout)
     );
     let manual = a.expect("tick").0 + b.expect("tick").0;
     assert!(manual <= 1, "two ticks published {manual}");

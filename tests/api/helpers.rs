@@ -12,7 +12,8 @@
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use futures_util::{SinkExt, StreamExt};
 use herald::config::Settings;
-use herald::startup::{AppState, Application};
+use herald::startup::Application;
+use herald::state::AppState;
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::io::{BufRead, BufReader};

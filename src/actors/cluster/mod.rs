@@ -1,0 +1,151 @@
+//! Several herald nodes on one PostgreSQL, with PostgreSQL as the only thing
+//! they share: they tell each other what happened through `LISTEN/NOTIFY`
+//! (`db::events`).
+//!
+//! On PostgreSQL every delivery goes through this path, the node's own
+//! included: a claim or a retract notifies inside its own transaction, and
+//! every node's listener hands what it hears to its own registry. One path
+//! means no node delivers its own announcement twice and nothing has to
+//! remember "was that mine?". Publishes are exact: notifications arrive in
+//! commit order, which is cursor order, so each node keeps the last cursor
+//! it delivered, skips anything at or below it and loads any gap from the
+//! table; after the listener reconnects it loads everything past that
+//! cursor. On SQLite there is one node and none of this runs.
+//!
+//! Three parts: this handle (start, status, read syncs), the listener
+//! thread that owns the dedicated connection, and the node actor that turns
+//! what was heard into registry messages.
+
+mod listener;
+mod node;
+
+use super::messages::ReadSync;
+use super::registry::Registry;
+use crate::db::events::{self, Event};
+use crate::db::{self, DbError, DbPool};
+use actix::prelude::*;
+use listener::Listener;
+use node::Node;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Ids per read notification: PostgreSQL caps a payload at 8000 bytes.
+const READ_IDS_PER_NOTIFY: usize = 300;
+
+/// This node's handle on the cluster, kept in the app state.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    node: Arc<str>,
+    pool: DbPool,
+    listening: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ClusterHandle {
+    /// This node's id: random per process, in logs, `/api/presence` and the
+    /// listener's `application_name` (`herald-listener-<node>`).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether the listener is connected right now.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
+    /// Stops the listener thread (it also stops when the actor system ends).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Tells every node (this one included) what the user read; if that
+    /// fails, at least this node's tabs.
+    pub fn sync_reads(&self, msg: ReadSync, registry: Addr<Registry>) {
+        let events = read_events(&msg, &self.node);
+        let pool = self.pool.clone();
+        actix_web::rt::spawn(async move {
+            let sent = db::run(&pool, move |conn| {
+                for event in &events {
+                    events::notify(conn, event)?;
+                }
+                Ok(())
+            })
+            .await;
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, user_id = ?msg.user_id, "could not tell other nodes about reads");
+                registry.do_send(msg);
+            }
+        });
+    }
+}
+
+/// A read sync as notifications small enough for PostgreSQL.
+fn read_events(msg: &ReadSync, node: &str) -> Vec<Event> {
+    msg.ids
+        .chunks(READ_IDS_PER_NOTIFY)
+        .map(|ids| Event::Read {
+            user_id: msg.user_id.clone(),
+            ids: ids.to_vec(),
+            node: node.to_string(),
+            except: msg.except,
+        })
+        .collect()
+}
+
+/// Joins the cluster: connects the listener and starts listening before
+/// reading the newest cursor, so every later publish is either at or below
+/// that cursor or notified. Fails when PostgreSQL cannot be reached.
+pub async fn start(
+    url: &str,
+    pool: DbPool,
+    registry: Addr<Registry>,
+) -> Result<ClusterHandle, DbError> {
+    let node_id: Arc<str> = format!("{:08x}", rand::random::<u32>()).into();
+    let conn = {
+        let (url, node_id) = (url.to_string(), node_id.clone());
+        actix_web::rt::task::spawn_blocking(move || listener::listen(&url, &node_id))
+            .await
+            .map_err(|e| DbError::Blocking(e.to_string()))??
+    };
+    let last_cursor = db::run(&pool, db::announcements::latest_cursor).await?;
+    let handle = ClusterHandle {
+        node: node_id.clone(),
+        pool: pool.clone(),
+        listening: Arc::new(AtomicBool::new(true)),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let node = Node::new(pool, registry, node_id.clone(), last_cursor).start();
+    let listener = Listener {
+        url: url.to_string(),
+        node_id: node_id.clone(),
+        node,
+        listening: handle.listening.clone(),
+        stop: handle.stop.clone(),
+    };
+    std::thread::Builder::new()
+        .name(format!("herald-listener-{node_id}"))
+        .spawn(move || listener.run(conn))
+        .map_err(|e| DbError::Blocking(e.to_string()))?;
+    tracing::info!(node = %node_id, cursor = last_cursor, "cluster node listening on PostgreSQL");
+    Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_read_chunk_fits_in_a_notification() {
+        let msg = ReadSync {
+            user_id: "u".repeat(200),
+            ids: vec![i64::MAX; READ_IDS_PER_NOTIFY * 2],
+            except: Some(u64::MAX),
+        };
+        let events = read_events(&msg, "ffffffff");
+        assert_eq!(events.len(), 2);
+        for event in events {
+            let len = serde_json::to_string(&event).expect("json").len();
+            assert!(len < 8000, "payload of {len} bytes");
+        }
+    }
+}

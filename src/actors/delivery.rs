@@ -1,0 +1,62 @@
+//! Handing published announcements to this node's registry: the one step
+//! every fan-out ends in, whichever path brought the announcement here.
+
+use super::messages::Publish;
+use super::registry::Registry;
+use crate::db::models::{FullAnnouncement, Status};
+use crate::db::{self, DbPool};
+use crate::metrics::METRICS;
+use crate::protocol::Prepared;
+use actix::prelude::*;
+use std::sync::Arc;
+
+/// Hands one claimed announcement to the registry unless it expired or was
+/// withdrawn meanwhile; answers how many users it reached on this node.
+pub async fn deliver(registry: &Addr<Registry>, full: FullAnnouncement) -> i64 {
+    if full.row.status() != Status::Published || full.row.is_expired(db::now_ms()) {
+        return 0;
+    }
+    let prepared = Arc::new(Prepared::from(&full.row));
+    METRICS
+        .publish_lag
+        .observe((db::now_ms() - full.row.publish_at).max(0) as f64 / 1000.0);
+    tracing::info!(
+        announcement_id = full.row.id,
+        cursor = prepared.cursor,
+        audience = full.audience.kind(),
+        "publishing"
+    );
+    registry
+        .send(Publish {
+            announcement: prepared,
+            audience: full.audience,
+        })
+        .await
+        .unwrap_or(0) as i64
+}
+
+/// Delivers each in order, then records the online counts.
+pub async fn deliver_all(pool: &DbPool, registry: &Addr<Registry>, all: Vec<FullAnnouncement>) {
+    let mut online = Vec::with_capacity(all.len());
+    for full in all {
+        let id = full.row.id;
+        online.push((id, deliver(registry, full).await));
+    }
+    record_online(pool, online).await;
+}
+
+/// Adds this node's online counts `(announcement id, users)` to the
+/// announcements' stats. Stats are informational: a failure is logged, not
+/// retried.
+pub async fn record_online(pool: &DbPool, online: Vec<(i64, i64)>) {
+    if online.is_empty() {
+        return;
+    }
+    let written = db::run(pool, move |conn| {
+        db::announcements::add_online(conn, &online)
+    })
+    .await;
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not record publish stats");
+    }
+}

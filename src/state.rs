@@ -1,0 +1,48 @@
+//! What every request handler shares: the pool, settings, keys, and the
+//! actors started once at start. Routes and startup both use it; it uses
+//! neither.
+
+use crate::actors::cluster::ClusterHandle;
+use crate::actors::fanout::Fanout;
+use crate::actors::receipts::ReceiptWriter;
+use crate::actors::registry::Registry;
+use crate::actors::scheduler::Scheduler;
+use crate::actors::session::SessionDeps;
+use crate::auth::TokenKeys;
+use crate::config::Settings;
+use crate::db::DbPool;
+use actix::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::Arc;
+
+/// Everything a request handler may need, shared by every worker.
+pub struct AppState {
+    pub pool: DbPool,
+    pub settings: Arc<Settings>,
+    pub keys: TokenKeys,
+    pub admin_token: String,
+    pub registry: Addr<Registry>,
+    pub scheduler: Addr<Scheduler>,
+    pub receipts: Addr<ReceiptWriter>,
+    pub scheduler_alive: Arc<AtomicI64>,
+    pub scheduler_failing: Arc<AtomicBool>,
+    pub connect_limiter: crate::limits::RateLimiter,
+    /// Bounds the catch-ups running at once to half the pool.
+    pub catch_up_permits: Arc<tokio::sync::Semaphore>,
+    /// This node's link to the others; `None` on SQLite (one node).
+    pub cluster: Option<ClusterHandle>,
+    /// How retracts and read syncs reach the sessions, chosen at start.
+    pub fanout: Fanout,
+}
+
+impl AppState {
+    pub fn session_deps(&self) -> SessionDeps {
+        SessionDeps {
+            pool: self.pool.clone(),
+            registry: self.registry.clone(),
+            receipts: self.receipts.clone(),
+            keys: self.keys.clone(),
+            catch_up_permits: self.catch_up_permits.clone(),
+        }
+    }
+}
