@@ -31,7 +31,7 @@ pub struct AppState {
     pub receipts: Addr<ReceiptWriter>,
     pub scheduler_alive: Arc<AtomicI64>,
     pub scheduler_failing: Arc<AtomicBool>,
-    pub connect_limiter: crate::limits::RateLimiter,
+    pub connect_limiter: Arc<crate::limits::ConnectLimiter>,
     /// This node's link to the others; `None` on SQLite (one node).
     pub cluster: Option<ClusterHandle>,
 }
@@ -148,9 +148,13 @@ impl Application {
             receipts,
             scheduler_alive,
             scheduler_failing,
-            connect_limiter: crate::limits::RateLimiter::new(settings.max_connects_per_ip),
+            connect_limiter: Arc::new(crate::limits::ConnectLimiter::new(
+                settings.max_connects_per_ip,
+            )),
             cluster,
         });
+
+        crate::limits::spawn_sweeper(&state.connect_limiter);
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
             addr: settings.bind.clone(),

@@ -160,7 +160,8 @@ fn start(
         return Err(refuse_origin(&req));
     }
     if let Some(peer) = req.peer_addr() {
-        if !state.connect_limiter.allow(peer.ip()) {
+        let client = crate::proxy::client_ip(peer.ip(), req.headers(), &settings.trusted_proxies);
+        if !state.connect_limiter.allow(client) {
             METRICS.rejected_connects.with_label_values(&["rate"]).inc();
             return Err(AppError::TooManyRequests(
                 "too many new connections from your address; retry in a second".into(),

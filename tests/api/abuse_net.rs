@@ -142,3 +142,62 @@ async fn explicit_tokens_work_from_any_origin_without_an_allow_list() {
         }
     }
 }
+
+/// `count` quick handshakes, the i-th claiming (through `X-Forwarded-For`)
+/// to come from `forwarded_for(i)`; returns how many were refused with 429.
+async fn refused_connects(
+    app: &TestApp,
+    count: usize,
+    forwarded_for: impl Fn(usize) -> String,
+) -> usize {
+    let mut refused = 0;
+    for i in 0..count {
+        let user = format!("u{i}");
+        let offer = format!("herald.v1, {}", app.token(&user));
+        let from = forwarded_for(i);
+        let headers = [
+            ("Sec-WebSocket-Protocol", offer.as_str()),
+            ("X-Forwarded-For", from.as_str()),
+        ];
+        let url = app.ws_url(&format!("/ws?id={user}"));
+        match open_with_headers(&url, &headers).await {
+            Handshake::Upgraded(ws) => drop(ws),
+            Handshake::Refused(429, _) => refused += 1,
+            Handshake::Refused(status, body) => panic!("refused {status} {body}"),
+        }
+    }
+    refused
+}
+
+fn distinct_address(i: usize) -> String {
+    format!("198.51.{}.{}", i / 250, 1 + i % 250)
+}
+
+both_backends!(behind_a_trusted_proxy_each_forwarded_address_has_its_own_budget);
+async fn behind_a_trusted_proxy_each_forwarded_address_has_its_own_budget() {
+    let app = spawn_app_with(|s| s.trusted_proxies = vec![trusted("127.0.0.1/32")]).await;
+    let refused = refused_connects(&app, 300, distinct_address).await;
+    assert_eq!(
+        refused, 0,
+        "distinct X-Forwarded-For: {refused} of 300 refused"
+    );
+    let refused = refused_connects(&app, 300, |_| "203.0.113.7".into()).await;
+    assert!(
+        refused > 0,
+        "one X-Forwarded-For address: none of 300 refused"
+    );
+}
+
+both_backends!(forwarded_addresses_from_an_untrusted_peer_are_ignored);
+async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
+    let app = spawn_app_with(|s| s.trusted_proxies = vec![trusted("10.0.0.0/8")]).await;
+    let refused = refused_connects(&app, 300, distinct_address).await;
+    assert!(
+        refused > 0,
+        "a client picked its own budget with X-Forwarded-For"
+    );
+}
+
+fn trusted(net: &str) -> ipnet::IpNet {
+    herald::proxy::parse_trusted(net).expect("a CIDR block")
+}
