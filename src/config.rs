@@ -100,6 +100,12 @@ pub struct Settings {
     #[arg(long, env = "HERALD_MAX_CONNECTS_PER_IP", default_value_t = 50)]
     pub max_connects_per_ip: u32,
 
+    /// Reverse proxies (CIDR blocks or addresses, comma separated) whose
+    /// `X-Forwarded-For` / `Forwarded: for=` is believed for the per-address
+    /// connection limit; empty: the TCP peer is the client.
+    #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::proxy::parse_trusted)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Milliseconds a database call waits for a lock (SQLite busy timeout)
     /// before the request fails with 503.
     #[arg(long, env = "HERALD_DB_BUSY_TIMEOUT_MS", default_value_t = 5_000)]
@@ -204,6 +210,7 @@ mod tests {
         assert_eq!(s.database_url, "sqlite://herald.db");
         assert_eq!(s.max_frame_bytes, 65_536);
         assert_eq!(s.max_sessions_per_user, 16);
+        assert!(s.trusted_proxies.is_empty());
         assert!(s.validate().is_ok());
     }
 
@@ -217,6 +224,19 @@ mod tests {
             s.timeout_for(Duration::from_secs(120)),
             Duration::from_secs(240)
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_list_of_blocks() {
+        let cli = Cli::parse_from(["herald", "--trusted-proxies", "10.0.0.0/8, ::1"]);
+        let nets: Vec<String> = cli
+            .settings
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "::1/128"]);
+        assert!(Cli::try_parse_from(["herald", "--trusted-proxies", "nonsense"]).is_err());
     }
 
     #[test]

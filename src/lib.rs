@@ -11,6 +11,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
+pub mod proxy;
 pub mod routes;
 pub mod startup;
 pub mod state;

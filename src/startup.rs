@@ -126,13 +126,17 @@ impl Application {
             receipts,
             scheduler_alive,
             scheduler_failing,
-            connect_limiter: crate::limits::RateLimiter::new(settings.max_connects_per_ip),
+            connect_limiter: Arc::new(crate::limits::ConnectLimiter::new(
+                settings.max_connects_per_ip,
+            )),
             catch_up_permits: Arc::new(tokio::sync::Semaphore::new(
                 (settings.db_pool_size as usize / 2).max(1),
             )),
             cluster,
             fanout,
         });
+
+        crate::limits::spawn_sweeper(&state.connect_limiter);
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
             addr: settings.bind.clone(),

@@ -26,7 +26,7 @@ pub struct AppState {
     pub receipts: Addr<ReceiptWriter>,
     pub scheduler_alive: Arc<AtomicI64>,
     pub scheduler_failing: Arc<AtomicBool>,
-    pub connect_limiter: crate::limits::RateLimiter,
+    pub connect_limiter: Arc<crate::limits::ConnectLimiter>,
     /// Bounds the catch-ups running at once to half the pool.
     pub catch_up_permits: Arc<tokio::sync::Semaphore>,
     /// This node's link to the others; `None` on SQLite (one node).

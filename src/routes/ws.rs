@@ -1,6 +1,7 @@
 //! The WebSocket endpoint: token from `Sec-WebSocket-Protocol`, `?token=` or
 //! a cookie; the seeds' URL forms (`/ws/<id>`, `/ws/<id>:<anything>`,
-//! `/websocket/<id>`, `?uid=`); and the subprotocol echo browsers require.
+//! `/websocket/<id>`, `?uid=`); the subprotocol echo browsers require; and
+//! the `Origin` checks that keep other sites from using the token cookie.
 
 use super::frame_guard::FrameGuard;
 use crate::actors::session::{close, Rejected, Session, SessionParams};
@@ -48,6 +49,9 @@ struct Credentials {
     /// The subprotocol to answer with: `herald.v1` when offered, else the
     /// offered token itself (seed 002 offers only `[token]`).
     echo: Option<String>,
+    /// The browser attached the token by itself (the cookie), so any page
+    /// the user visits can present it: the origin must be checked.
+    ambient: bool,
 }
 
 fn credentials(req: &HttpRequest, query: &WsQuery, cookie_name: &str) -> Credentials {
@@ -59,10 +63,14 @@ fn credentials(req: &HttpRequest, query: &WsQuery, cookie_name: &str) -> Credent
     } else {
         from_protocol.clone()
     };
-    let token = from_protocol
-        .or_else(|| query.token.clone())
-        .or_else(|| req.cookie(cookie_name).map(|c| c.value().to_string()));
-    Credentials { token, echo }
+    let explicit = from_protocol.or_else(|| query.token.clone());
+    let ambient = explicit.is_none();
+    let token = explicit.or_else(|| req.cookie(cookie_name).map(|c| c.value().to_string()));
+    Credentials {
+        ambient: ambient && token.is_some(),
+        token,
+        echo,
+    }
 }
 
 async fn connect(
@@ -101,6 +109,44 @@ fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
     }
 }
 
+/// A cookie goes with every request the browser makes to herald, whichever
+/// page makes it; only herald's own pages and the allow-list may use it.
+fn cookie_origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    allowed.iter().any(|a| a == origin) || is_own_origin(req, origin)
+}
+
+/// True when `origin` is this server as the client addressed it (`Host`).
+fn is_own_origin(req: &HttpRequest, origin: &str) -> bool {
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let Some(host) = host else {
+        return false;
+    };
+    ["http://", "https://"].iter().any(|scheme| {
+        origin
+            .strip_prefix(scheme)
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+    })
+}
+
+fn refuse_origin(req: &HttpRequest) -> actix_web::Error {
+    let origin = req.headers().get(actix_web::http::header::ORIGIN);
+    tracing::debug!(?origin, "websocket refused: origin not allowed");
+    METRICS
+        .rejected_connects
+        .with_label_values(&["origin"])
+        .inc();
+    AppError::Forbidden("this Origin may not open a WebSocket here".into()).into()
+}
+
 fn start(
     req: HttpRequest,
     stream: web::Payload,
@@ -110,15 +156,15 @@ fn start(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let settings = &state.settings;
-    if !origin_allowed(&req, &settings.allowed_origins) {
-        METRICS
-            .rejected_connects
-            .with_label_values(&["origin"])
-            .inc();
-        return Err(AppError::Forbidden("this Origin may not open a WebSocket here".into()).into());
+    let creds = credentials(&req, &query, &settings.token_cookie);
+    if !origin_allowed(&req, &settings.allowed_origins)
+        || (creds.ambient && !cookie_origin_allowed(&req, &settings.allowed_origins))
+    {
+        return Err(refuse_origin(&req));
     }
     if let Some(peer) = req.peer_addr() {
-        if !state.connect_limiter.allow(peer.ip()) {
+        let client = crate::proxy::client_ip(peer.ip(), req.headers(), &settings.trusted_proxies);
+        if !state.connect_limiter.allow(client) {
             METRICS.rejected_connects.with_label_values(&["rate"]).inc();
             return Err(AppError::TooManyRequests(
                 "too many new connections from your address; retry in a second".into(),
@@ -126,7 +172,6 @@ fn start(
             .into());
         }
     }
-    let creds = credentials(&req, &query, &settings.token_cookie);
     let echo: Vec<&str> = creds.echo.as_deref().into_iter().collect();
     let rejected = |code: u16, error_code: &'static str, message: String| {
         tracing::debug!(code, error_code, %message, "websocket rejected");

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod helpers;
+mod abuse_net;
 mod abuse_session;
 mod admin;
 mod cluster;

@@ -1,0 +1,203 @@
+//! Abuse from the network side: cross-site WebSocket hijacking through the
+//! token cookie, connection floods behind and around proxies, headers that
+//! keep the pages out of frames, metric labels clients cannot inflate.
+
+use crate::helpers::*;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+/// How a handshake ended: upgraded, or refused with a status and body.
+enum Handshake {
+    Upgraded(Box<Ws>),
+    Refused(u16, String),
+}
+
+/// Opens `url` with extra request headers, as a browser page (or a proxy in
+/// front of herald) would send them.
+async fn open_with_headers(url: &str, headers: &[(&str, &str)]) -> Handshake {
+    let mut request = url.into_client_request().expect("request");
+    for (name, value) in headers {
+        let name: tokio_tungstenite::tungstenite::http::HeaderName =
+            name.parse().expect("header name");
+        request
+            .headers_mut()
+            .append(name, value.parse().expect("header value"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((stream, _)) => Handshake::Upgraded(Box::new(Ws {
+            stream,
+            welcome: Value::Null,
+            protocol: None,
+        })),
+        Err(WsError::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Handshake::Refused(response.status().as_u16(), body)
+        }
+        Err(e) => panic!("handshake failed without an HTTP answer: {e}"),
+    }
+}
+
+async fn metrics_text(app: &TestApp) -> String {
+    app.http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of one sample line (`name{labels}`) in the metrics text.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+const ORIGIN_REJECTIONS: &str = "herald_rejected_connects_total{reason=\"origin\"}";
+
+both_backends!(cookie_token_from_another_site_is_refused_before_the_upgrade);
+async fn cookie_token_from_another_site_is_refused_before_the_upgrade() {
+    let app = spawn_app().await;
+    let cookie = format!("herald_token={}", app.token("alice"));
+    let before = sample(&metrics_text(&app).await, ORIGIN_REJECTIONS);
+    for url in ["/ws?id=alice", "/ws/alice", "/websocket/alice"] {
+        let headers = [
+            ("Cookie", cookie.as_str()),
+            ("Origin", "https://evil.example"),
+        ];
+        match open_with_headers(&app.ws_url(url), &headers).await {
+            Handshake::Refused(status, body) => {
+                assert_eq!(status, 403, "{url}: {body}");
+                let body: Value = serde_json::from_str(&body).expect("a JSON error body");
+                assert_eq!(body["error"]["code"], "forbidden", "{url}: {body}");
+            }
+            Handshake::Upgraded(_) => {
+                panic!("{url}: a page on evil.example opened alice's session")
+            }
+        }
+    }
+    let after = sample(&metrics_text(&app).await, ORIGIN_REJECTIONS);
+    assert!(
+        after >= before + 3.0,
+        "origin rejections {before} -> {after}"
+    );
+}
+
+both_backends!(cookie_token_from_herald_own_origin_or_without_origin_connects);
+async fn cookie_token_from_herald_own_origin_or_without_origin_connects() {
+    let app = spawn_app().await;
+    let cookie = format!("herald_token={}", app.token("alice"));
+    let own_http = format!("http://127.0.0.1:{}", app.port);
+    let own_https = format!("https://127.0.0.1:{}", app.port);
+    for origin in [Some(own_http.as_str()), Some(own_https.as_str()), None] {
+        let mut headers = vec![("Cookie", cookie.as_str())];
+        headers.extend(origin.map(|o| ("Origin", o)));
+        match open_with_headers(&app.ws_url("/ws?id=alice"), &headers).await {
+            Handshake::Upgraded(mut ws) => {
+                assert_eq!(ws.next_json().await["type"], "welcome", "{origin:?}");
+            }
+            Handshake::Refused(status, body) => panic!("{origin:?}: refused {status} {body}"),
+        }
+    }
+}
+
+both_backends!(cookie_token_from_an_allowed_origin_connects);
+async fn cookie_token_from_an_allowed_origin_connects() {
+    let app = spawn_app_with(|s| s.allowed_origins = vec!["https://app.example".into()]).await;
+    let cookie = format!("herald_token={}", app.token("alice"));
+    let headers = [
+        ("Cookie", cookie.as_str()),
+        ("Origin", "https://app.example"),
+    ];
+    match open_with_headers(&app.ws_url("/ws?id=alice"), &headers).await {
+        Handshake::Upgraded(mut ws) => assert_eq!(ws.next_json().await["type"], "welcome"),
+        Handshake::Refused(status, body) => panic!("refused {status} {body}"),
+    }
+}
+
+both_backends!(explicit_tokens_work_from_any_origin_without_an_allow_list);
+async fn explicit_tokens_work_from_any_origin_without_an_allow_list() {
+    let app = spawn_app().await;
+    let token = app.token("alice");
+    let offer = format!("herald.v1, {token}");
+    let by_protocol = [
+        ("Origin", "https://evil.example"),
+        ("Sec-WebSocket-Protocol", offer.as_str()),
+    ];
+    let by_query = [("Origin", "https://evil.example")];
+    for (url, headers) in [
+        ("/ws?id=alice".to_string(), &by_protocol[..]),
+        (format!("/ws?id=alice&token={token}"), &by_query[..]),
+    ] {
+        match open_with_headers(&app.ws_url(&url), headers).await {
+            Handshake::Upgraded(mut ws) => assert_eq!(ws.next_json().await["type"], "welcome"),
+            Handshake::Refused(status, body) => panic!("{url}: refused {status} {body}"),
+        }
+    }
+}
+
+/// `count` quick handshakes, the i-th claiming (through `X-Forwarded-For`)
+/// to come from `forwarded_for(i)`; returns how many were refused with 429.
+async fn refused_connects(
+    app: &TestApp,
+    count: usize,
+    forwarded_for: impl Fn(usize) -> String,
+) -> usize {
+    let mut refused = 0;
+    for i in 0..count {
+        let user = format!("u{i}");
+        let offer = format!("herald.v1, {}", app.token(&user));
+        let from = forwarded_for(i);
+        let headers = [
+            ("Sec-WebSocket-Protocol", offer.as_str()),
+            ("X-Forwarded-For", from.as_str()),
+        ];
+        let url = app.ws_url(&format!("/ws?id={user}"));
+        match open_with_headers(&url, &headers).await {
+            Handshake::Upgraded(ws) => drop(ws),
+            Handshake::Refused(429, _) => refused += 1,
+            Handshake::Refused(status, body) => panic!("refused {status} {body}"),
+        }
+    }
+    refused
+}
+
+fn distinct_address(i: usize) -> String {
+    format!("198.51.{}.{}", i / 250, 1 + i % 250)
+}
+
+both_backends!(behind_a_trusted_proxy_each_forwarded_address_has_its_own_budget);
+async fn behind_a_trusted_proxy_each_forwarded_address_has_its_own_budget() {
+    let app = spawn_app_with(|s| s.trusted_proxies = vec![trusted("127.0.0.1/32")]).await;
+    let refused = refused_connects(&app, 300, distinct_address).await;
+    assert_eq!(
+        refused, 0,
+        "distinct X-Forwarded-For: {refused} of 300 refused"
+    );
+    let refused = refused_connects(&app, 300, |_| "203.0.113.7".into()).await;
+    assert!(
+        refused > 0,
+        "one X-Forwarded-For address: none of 300 refused"
+    );
+}
+
+both_backends!(forwarded_addresses_from_an_untrusted_peer_are_ignored);
+async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
+    let app = spawn_app_with(|s| s.trusted_proxies = vec![trusted("10.0.0.0/8")]).await;
+    let refused = refused_connects(&app, 300, distinct_address).await;
+    assert!(
+        refused > 0,
+        "a client picked its own budget with X-Forwarded-For"
+    );
+}
+
+fn trusted(net: &str) -> ipnet::IpNet {
+    herald::proxy::parse_trusted(net).expect("a CIDR block")
+}
