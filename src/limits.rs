@@ -1,9 +1,9 @@
-//! Per-source-address connection rate limiting: one GCRA bucket (governor's
-//! keyed limiter) per address, so one address cannot open connections faster
-//! than the configured rate. IPv6 counts per /64, since one host may use any
-//! address of its /64.
+//! Rate limits, all one GCRA bucket shape (governor's): new connections per
+//! source address, so one address cannot open connections faster than the
+//! configured rate (IPv6 per /64, since one host may use any address of its
+//! /64), and client frames per session.
 
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
@@ -27,10 +27,8 @@ impl ConnectLimiter {
     /// `per_second` new connections per address, in bursts of twice that;
     /// 0 disables the limit.
     pub fn new(per_second: u32) -> ConnectLimiter {
-        let buckets = NonZeroU32::new(per_second).map(|rate| {
-            let quota = Quota::per_second(rate).allow_burst(rate.saturating_add(rate.get()));
-            DefaultKeyedRateLimiter::dashmap(quota)
-        });
+        let buckets =
+            NonZeroU32::new(per_second).map(|rate| DefaultKeyedRateLimiter::dashmap(quota(rate)));
         ConnectLimiter { buckets }
     }
 
@@ -53,6 +51,28 @@ impl ConnectLimiter {
     /// How many addresses are remembered now.
     pub fn tracked(&self) -> usize {
         self.buckets.as_ref().map_or(0, |b| b.len())
+    }
+}
+
+/// The one bucket shape herald limits with: `rate` a second on average, in
+/// bursts of twice that.
+fn quota(rate: NonZeroU32) -> Quota {
+    Quota::per_second(rate).allow_burst(rate.saturating_add(rate.get()))
+}
+
+/// Client frames one session may send: the same bucket as connects, for
+/// one session (at least one frame a second).
+pub struct FrameLimiter(DefaultDirectRateLimiter);
+
+impl FrameLimiter {
+    pub fn new(per_second: u32) -> FrameLimiter {
+        let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        FrameLimiter(DefaultDirectRateLimiter::direct(quota(rate)))
+    }
+
+    /// True when one more frame is within the rate now.
+    pub fn allow(&self) -> bool {
+        self.0.check().is_ok()
     }
 }
 
@@ -164,6 +184,12 @@ mod tests {
             let ns = ns_per_allow(&ConnectLimiter::new(50), addresses);
             eprintln!("{addresses:>6} addresses: {ns:>10.0} ns per allow()");
         }
+    }
+
+    #[test]
+    fn a_session_gets_a_burst_of_twice_its_rate() {
+        let frames = FrameLimiter::new(5);
+        assert_eq!((0..30).filter(|_| frames.allow()).count(), 10);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! aliases) and frames to clients, including the legacy shapes the seeds'
 //! hand-written clients understand.
 
+pub mod codes;
+
 use crate::db::models::Announcement;
 use crate::domain::rfc3339;
 use bytestring::ByteString;

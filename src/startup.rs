@@ -2,16 +2,17 @@
 //! PostgreSQL), scheduler and receipt writer (each started once, before the
 //! HTTP server), routes, bind, serve.
 
+use crate::actors::catch_up::CatchUpStore;
 use crate::actors::cluster;
 use crate::actors::fanout::Fanout;
 use crate::actors::messages::CloseAll;
 use crate::actors::receipts::ReceiptWriter;
 use crate::actors::registry::Registry;
 use crate::actors::scheduler::Scheduler;
-use crate::actors::session::close;
 use crate::auth::{random_secret, TokenKeys};
 use crate::config::Settings;
 use crate::db::{self, settings as stored, DbPool};
+use crate::protocol::codes::close;
 use crate::routes;
 pub use crate::state::AppState;
 use actix::prelude::*;
@@ -116,6 +117,7 @@ impl Application {
         )
         .start();
 
+        let catch_up = CatchUpStore::new(pool.clone(), settings.db_pool_size as usize / 2);
         let state = web::Data::new(AppState {
             pool,
             settings: settings.clone(),
@@ -129,9 +131,7 @@ impl Application {
             connect_limiter: Arc::new(crate::limits::ConnectLimiter::new(
                 settings.max_connects_per_ip,
             )),
-            catch_up_permits: Arc::new(tokio::sync::Semaphore::new(
-                (settings.db_pool_size as usize / 2).max(1),
-            )),
+            catch_up,
             cluster,
             fanout,
         });

@@ -2,6 +2,7 @@
 //! actors started once at start. Routes and startup both use it; it uses
 //! neither.
 
+use crate::actors::catch_up::CatchUpStore;
 use crate::actors::cluster::ClusterHandle;
 use crate::actors::fanout::Fanout;
 use crate::actors::receipts::ReceiptWriter;
@@ -27,8 +28,8 @@ pub struct AppState {
     pub scheduler_alive: Arc<AtomicI64>,
     pub scheduler_failing: Arc<AtomicBool>,
     pub connect_limiter: Arc<crate::limits::ConnectLimiter>,
-    /// Bounds the catch-ups running at once to half the pool.
-    pub catch_up_permits: Arc<tokio::sync::Semaphore>,
+    /// Where sessions' catch-ups load from, with at most half the pool.
+    pub catch_up: CatchUpStore,
     /// This node's link to the others; `None` on SQLite (one node).
     pub cluster: Option<ClusterHandle>,
     /// How retracts and read syncs reach the sessions, chosen at start.
@@ -38,11 +39,10 @@ pub struct AppState {
 impl AppState {
     pub fn session_deps(&self) -> SessionDeps {
         SessionDeps {
-            pool: self.pool.clone(),
             registry: self.registry.clone(),
             receipts: self.receipts.clone(),
             keys: self.keys.clone(),
-            catch_up_permits: self.catch_up_permits.clone(),
+            store: self.catch_up.clone(),
         }
     }
 }

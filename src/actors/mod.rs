@@ -3,6 +3,7 @@
 //! that batches acks and reads; the fan-out that carries what happened to
 //! the registry, directly or through the cluster's listener.
 
+pub mod catch_up;
 pub mod cluster;
 pub mod delivery;
 pub mod fanout;

@@ -4,10 +4,11 @@
 //! the `Origin` checks that keep other sites from using the token cookie.
 
 use super::frame_guard::FrameGuard;
-use crate::actors::session::{close, Rejected, Session, SessionParams};
+use crate::actors::session::{Rejected, Session, SessionParams};
 use crate::auth::TokenError;
 use crate::error::AppError;
 use crate::metrics::METRICS;
+use crate::protocol::codes::close;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -233,7 +234,7 @@ fn start(
         since: query.since.as_deref().and_then(|s| s.parse().ok()),
         interval,
         timeout: settings.timeout_for(interval),
-        frames_per_second: f64::from(settings.max_frames_per_second.max(1)),
+        frames_per_second: settings.max_frames_per_second,
         max_frame_bytes: settings.max_frame_bytes,
         oversized,
     };

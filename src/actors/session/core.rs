@@ -1,0 +1,432 @@
+//! A session's state machine without a transport: what to send, store or
+//! load in answer to a client frame, a routed push, a finished load or the
+//! clock. The WebSocket adapter (and any later transport) carries out the
+//! `Effect`s; this file knows no socket, actor context or database.
+//!
+//! The catch-up: a session registers first, then loads its opening (the
+//! newest cursor, the unread count, the first replay page). Everything
+//! routed to it meanwhile waits in order, so a retract never overtakes the
+//! replayed announcement it withdraws; the replay goes in pages up to the
+//! cursor that was newest when it started, and a live announcement at or
+//! below the highest cursor the catch-up covered is a duplicate.
+
+use crate::actors::messages::{Prepared, Push, SessionId};
+use crate::auth::{now_secs, Claims, TokenKeys};
+use crate::db::receipts::ReceiptKind;
+use crate::limits::FrameLimiter;
+use crate::protocol::codes::{close, error};
+use crate::protocol::{self, ClientFrame};
+use bytestring::ByteString;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Error frames a session may provoke before it is closed with 4008.
+pub const MAX_STRIKES: u32 = 10;
+
+/// What the transport must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send this frame.
+    Send(ByteString),
+    /// Send this announcement frame (a delivery).
+    Deliver(ByteString),
+    /// Close with this code and reason, after what was sent before.
+    Close(u16, String),
+    /// Record these receipts.
+    Record(Vec<i64>, ReceiptKind),
+    /// The session's groups changed: the registry must route by these.
+    Regroup(Arc<[String]>),
+    /// Load something, then call `opened` or `paged` (or `load_failed`).
+    Load(Load),
+    /// These bytes of routed frames left the session's queue.
+    Dequeued(usize),
+}
+
+/// A load the catch-up needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// The opening: newest cursor, unread count (when `first`) and the first
+    /// page of the replay after `since` (none without one).
+    Open { since: Option<i64>, first: bool },
+    /// The replay page after `after`, up to `upto`.
+    Page { after: i64, upto: i64 },
+}
+
+/// Announcement frames of one replay page, oldest first, with their cursors;
+/// `more` when rows past the last one may still be due.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayPage {
+    pub frames: Vec<(i64, String)>,
+    pub more: bool,
+}
+
+/// What an opening load found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Opening {
+    pub cursor: i64,
+    pub unread: i64,
+    pub page: ReplayPage,
+}
+
+/// One piece of a fragmented message (RFC 6455 §5.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fragment {
+    First { text: bool, bytes: Vec<u8> },
+    Continue(Vec<u8>),
+    Last(Vec<u8>),
+}
+
+/// Who the session is and how it behaves, fixed at the handshake.
+pub struct CoreParams {
+    pub id: SessionId,
+    pub user_id: Arc<str>,
+    pub groups: Arc<[String]>,
+    pub token_exp: u64,
+    /// Seed-style URL: no welcome, legacy announcement and pong shapes.
+    pub legacy: bool,
+    pub since: Option<i64>,
+    pub heartbeat_ms: u64,
+    pub frames_per_second: u32,
+    pub max_frame_bytes: usize,
+}
+
+enum Phase {
+    /// Everything routed to the session waits here until the catch-up is
+    /// sent; it stays counted in the session's queued bytes until then.
+    CatchingUp(Vec<Push>),
+    Live,
+}
+
+struct Fragments {
+    text: bool,
+    data: Vec<u8>,
+}
+
+pub struct SessionCore {
+    id: SessionId,
+    user_id: Arc<str>,
+    groups: Arc<[String]>,
+    legacy: bool,
+    token_exp: u64,
+    since: Option<i64>,
+    heartbeat_ms: u64,
+    phase: Phase,
+    welcomed: bool,
+    pending_sync: Option<i64>,
+    /// The highest cursor a catch-up covered: a live announcement at or
+    /// below it was replayed already (or is not for this user).
+    replayed_up_to: i64,
+    limiter: FrameLimiter,
+    strikes: u32,
+    fragments: Option<Fragments>,
+    max_frame_bytes: usize,
+}
+
+impl SessionCore {
+    pub fn new(p: CoreParams) -> SessionCore {
+        SessionCore {
+            id: p.id,
+            user_id: p.user_id,
+            groups: p.groups,
+            legacy: p.legacy,
+            token_exp: p.token_exp,
+            since: p.since,
+            heartbeat_ms: p.heartbeat_ms,
+            phase: Phase::CatchingUp(Vec::new()),
+            welcomed: false,
+            pending_sync: None,
+            replayed_up_to: 0,
+            limiter: FrameLimiter::new(p.frames_per_second),
+            strikes: 0,
+            fragments: None,
+            max_frame_bytes: p.max_frame_bytes,
+        }
+    }
+
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    pub fn user_id(&self) -> &Arc<str> {
+        &self.user_id
+    }
+
+    pub fn groups(&self) -> &Arc<[String]> {
+        &self.groups
+    }
+
+    pub fn legacy(&self) -> bool {
+        self.legacy
+    }
+
+    /// The registry accepted the session: load the opening.
+    pub fn registered(&mut self, out: &mut Vec<Effect>) {
+        out.push(Effect::Load(Load::Open {
+            since: self.since,
+            first: true,
+        }));
+    }
+
+    /// The registry refused the session (the user has the most allowed).
+    pub fn refused(&mut self, out: &mut Vec<Effect>) {
+        out.push(error_frame(
+            error::TOO_MANY_SESSIONS,
+            "this user has the most sessions allowed open",
+        ));
+        out.push(Effect::Close(close::TOO_MANY, "too many sessions".into()));
+    }
+
+    /// The opening loaded for a catch-up after `since`.
+    pub fn opened(
+        &mut self,
+        since: Option<i64>,
+        opening: Opening,
+        now_ms: i64,
+        out: &mut Vec<Effect>,
+    ) {
+        // The client has everything up to its `since`, but only as far as
+        // this server has handed out cursors: a stale cursor from a reset
+        // database must not hide new announcements.
+        if let Some(since) = since {
+            self.replayed_up_to = self.replayed_up_to.max(since.min(opening.cursor));
+        }
+        if !self.welcomed {
+            self.welcomed = true;
+            if !self.legacy {
+                out.push(Effect::Send(
+                    protocol::welcome(&protocol::Welcome {
+                        user_id: &self.user_id,
+                        session_id: self.id,
+                        heartbeat_ms: self.heartbeat_ms,
+                        server_time: now_ms,
+                        cursor: opening.cursor,
+                        unread: opening.unread,
+                    })
+                    .into(),
+                ));
+            }
+        }
+        self.paged(opening.page, opening.cursor, out);
+    }
+
+    /// A replay page loaded; `upto` is where this replay ends.
+    pub fn paged(&mut self, page: ReplayPage, upto: i64, out: &mut Vec<Effect>) {
+        let mut last = None;
+        for (cursor, frame) in page.frames {
+            last = Some(cursor);
+            self.replayed_up_to = self.replayed_up_to.max(cursor);
+            out.push(Effect::Deliver(frame.into()));
+        }
+        match last {
+            Some(after) if page.more => out.push(Effect::Load(Load::Page { after, upto })),
+            _ => {
+                // Everything current for this user up to `upto` is sent.
+                self.replayed_up_to = self.replayed_up_to.max(upto);
+                self.go_live(out);
+            }
+        }
+    }
+
+    /// A load failed: the client should come back shortly.
+    pub fn load_failed(&mut self, out: &mut Vec<Effect>) {
+        out.push(error_frame(
+            error::STORAGE_UNAVAILABLE,
+            "could not load your announcements; reconnect shortly",
+        ));
+        out.push(Effect::Close(
+            close::TRY_AGAIN,
+            "storage unavailable".into(),
+        ));
+    }
+
+    fn go_live(&mut self, out: &mut Vec<Effect>) {
+        if let Phase::CatchingUp(buffered) = std::mem::replace(&mut self.phase, Phase::Live) {
+            for push in buffered {
+                self.deliver(push, out);
+            }
+        }
+        if let Some(since) = self.pending_sync.take() {
+            self.sync(since, out);
+        }
+    }
+
+    fn sync(&mut self, since: i64, out: &mut Vec<Effect>) {
+        match self.phase {
+            Phase::Live => {
+                self.phase = Phase::CatchingUp(Vec::new());
+                out.push(Effect::Load(Load::Open {
+                    since: Some(since),
+                    first: false,
+                }));
+            }
+            Phase::CatchingUp(_) => {
+                self.pending_sync = Some(self.pending_sync.map_or(since, |s| s.min(since)));
+            }
+        }
+    }
+
+    /// Something the registry routed here.
+    pub fn on_push(&mut self, push: Push, out: &mut Vec<Effect>) {
+        match push {
+            Push::Close(close::GOING_AWAY, _) => {
+                // Spread the reconnects of a whole node over a few seconds.
+                let delay_ms = 500 + rand::random::<u64>() % 4_500;
+                let reason = format!("server shutting down; reconnect in {delay_ms} ms");
+                out.push(Effect::Close(close::GOING_AWAY, reason));
+            }
+            Push::Close(code, reason) => out.push(Effect::Close(code, reason.into())),
+            push => match &mut self.phase {
+                Phase::CatchingUp(buffer) => buffer.push(push),
+                Phase::Live => self.deliver(push, out),
+            },
+        }
+    }
+
+    fn deliver(&mut self, push: Push, out: &mut Vec<Effect>) {
+        out.push(Effect::Dequeued(push.len()));
+        match push {
+            Push::Announcement(p) => self.deliver_live(&p, out),
+            Push::Frame(frame) => out.push(Effect::Send(frame)),
+            Push::Close(..) => {}
+        }
+    }
+
+    fn deliver_live(&self, p: &Prepared, out: &mut Vec<Effect>) {
+        if p.cursor > self.replayed_up_to {
+            let frame = if self.legacy { &p.legacy } else { &p.v1 };
+            out.push(Effect::Deliver(frame.clone()));
+        }
+    }
+
+    /// The registry gave up on this session (its client fell too far behind).
+    pub fn overflowed(&mut self, out: &mut Vec<Effect>) {
+        out.push(error_frame(
+            error::TOO_SLOW,
+            "you fell too far behind; reconnect and resume by cursor",
+        ));
+        out.push(Effect::Close(
+            close::TOO_MANY,
+            "too slow: outgoing queue full".into(),
+        ));
+    }
+
+    /// How long until the token expires, or `None` when it has: then the
+    /// session is closed with 4001 (unless a refresh moved it on).
+    pub fn expiry(&mut self, out: &mut Vec<Effect>) -> Option<Duration> {
+        let now = now_secs();
+        if self.token_exp > now {
+            return Some(Duration::from_secs(self.token_exp - now) + Duration::from_millis(50));
+        }
+        out.push(error_frame(
+            error::TOKEN_EXPIRED,
+            "the token expired; reconnect with a fresh one",
+        ));
+        out.push(Effect::Close(close::UNAUTHORIZED, "token expired".into()));
+        None
+    }
+
+    /// A text message from the client.
+    pub fn on_text(&mut self, text: &str, keys: &TokenKeys, out: &mut Vec<Effect>) {
+        if !self.limiter.allow() {
+            return self.strike(error::RATE_LIMITED, "slow down: too many frames", out);
+        }
+        match protocol::parse_client_text(text) {
+            Ok(frame) => self.on_frame(frame, keys, out),
+            Err(e) => self.strike(e.code, &e.msg, out),
+        }
+    }
+
+    /// A binary message: not part of the protocol.
+    pub fn on_binary(&mut self, out: &mut Vec<Effect>) {
+        self.strike(
+            error::BAD_FRAME,
+            "binary frames are not supported; send JSON text",
+            out,
+        );
+    }
+
+    /// Reassembles a fragmented message within the frame limit, then treats
+    /// it as one message.
+    pub fn on_fragment(&mut self, fragment: Fragment, keys: &TokenKeys, out: &mut Vec<Effect>) {
+        let (bytes, last) = match fragment {
+            Fragment::First { text, bytes } => {
+                self.fragments = Some(Fragments {
+                    text,
+                    data: Vec::new(),
+                });
+                (bytes, false)
+            }
+            Fragment::Continue(bytes) => (bytes, false),
+            Fragment::Last(bytes) => (bytes, true),
+        };
+        let Some(fragments) = self.fragments.as_mut() else {
+            return self.strike(
+                error::BAD_FRAME,
+                "a continuation frame without a first frame",
+                out,
+            );
+        };
+        if fragments.data.len() + bytes.len() > self.max_frame_bytes {
+            return out.push(Effect::Close(close::TOO_BIG, "message too large".into()));
+        }
+        fragments.data.extend_from_slice(&bytes);
+        if !last {
+            return;
+        }
+        match self.fragments.take() {
+            Some(Fragments { text: true, data }) => match String::from_utf8(data) {
+                Ok(text) => self.on_text(&text, keys, out),
+                Err(_) => self.strike(error::BAD_FRAME, "text frames must be UTF-8", out),
+            },
+            _ => self.on_binary(out),
+        }
+    }
+
+    fn on_frame(&mut self, frame: ClientFrame, keys: &TokenKeys, out: &mut Vec<Effect>) {
+        match frame {
+            ClientFrame::Heartbeat => out.push(Effect::Send(
+                protocol::pong(crate::db::now_ms(), self.legacy).into(),
+            )),
+            ClientFrame::Ack(ids) => self.record(ids, ReceiptKind::Delivered, out),
+            ClientFrame::Read(ids) => self.record(ids, ReceiptKind::Read, out),
+            ClientFrame::Sync(since) => self.sync(since, out),
+            ClientFrame::Refresh(token) => match keys.verify_for(&token, &self.user_id) {
+                Ok(claims) => self.refresh(claims, out),
+                Err(e) => out.push(error_frame(error::BAD_TOKEN, &e.to_string())),
+            },
+        }
+    }
+
+    fn record(&self, ids: Vec<i64>, kind: ReceiptKind, out: &mut Vec<Effect>) {
+        if !ids.is_empty() {
+            out.push(Effect::Record(ids, kind));
+        }
+    }
+
+    /// A fresh token replaces the session's identity claims: its expiry and
+    /// its groups.
+    fn refresh(&mut self, claims: Claims, out: &mut Vec<Effect>) {
+        self.token_exp = claims.exp;
+        if *self.groups != *claims.groups {
+            self.groups = claims.groups.into();
+            out.push(Effect::Regroup(self.groups.clone()));
+        }
+    }
+
+    fn strike(&mut self, code: &str, msg: &str, out: &mut Vec<Effect>) {
+        self.strikes += 1;
+        if self.strikes > MAX_STRIKES {
+            out.push(error_frame(code, "too many bad frames; closing"));
+            out.push(Effect::Close(close::BAD_INPUT, "repeated bad input".into()));
+        } else {
+            out.push(error_frame(code, msg));
+        }
+    }
+}
+
+fn error_frame(code: &str, msg: &str) -> Effect {
+    Effect::Send(protocol::error(code, msg).into())
+}
+
+#[cfg(test)]
+mod tests;

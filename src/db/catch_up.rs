@@ -1,0 +1,96 @@
+//! The resume contract in one place: what storage tells a session when it
+//! connects or syncs. The opening (note the user, the newest cursor, the
+//! unread count, the first replay page) is one call on one connection; the
+//! rest of the replay comes a page at a time, in cursor order, up to the
+//! cursor that was newest at the opening.
+
+use super::models::Announcement;
+use super::{announcements, receipts, users, DbConn, DbError};
+
+/// How much one replay page may hold: at most `rows` rows, and rows only
+/// until their text passes `bytes` (always at least one row).
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimits {
+    pub rows: i64,
+    pub bytes: usize,
+}
+
+/// Announcements of one replay page, oldest first; `more` when rows past
+/// the last one may still be due.
+#[derive(Debug, Default)]
+pub struct ReplayRows {
+    pub rows: Vec<Announcement>,
+    pub more: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct OpeningRows {
+    pub cursor: i64,
+    /// Counted only on a session's first opening.
+    pub unread: i64,
+    pub replay: ReplayRows,
+}
+
+/// The opening for `user_id` with `groups`; `first` on a session's first
+/// one (it notes the user and counts the unread), `since` when the client
+/// resumes after a cursor.
+pub fn open(
+    conn: &mut DbConn,
+    user_id: &str,
+    groups: &[String],
+    since: Option<i64>,
+    first: bool,
+    limits: PageLimits,
+    now: i64,
+) -> Result<OpeningRows, DbError> {
+    if first {
+        users::touch(conn, user_id, groups, now)?;
+    }
+    let cursor = announcements::latest_cursor(conn)?;
+    let unread = if first {
+        receipts::unread_count(conn, user_id, groups, now)?
+    } else {
+        0
+    };
+    let replay = match since {
+        Some(after) => replay(conn, user_id, groups, after, cursor, limits, now)?,
+        None => ReplayRows::default(),
+    };
+    Ok(OpeningRows {
+        cursor,
+        unread,
+        replay,
+    })
+}
+
+/// The replay page after cursor `after`, up to cursor `upto`.
+pub fn replay(
+    conn: &mut DbConn,
+    user_id: &str,
+    groups: &[String],
+    after: i64,
+    upto: i64,
+    limits: PageLimits,
+    now: i64,
+) -> Result<ReplayRows, DbError> {
+    let found = announcements::for_user_since(conn, user_id, groups, after, now, limits.rows)?;
+    let mut page = ReplayRows {
+        rows: Vec::new(),
+        more: found.len() as i64 == limits.rows,
+    };
+    let mut bytes = 0;
+    for full in found {
+        let row = full.row;
+        if row.publish_cursor.unwrap_or(0) > upto {
+            page.more = false;
+            break;
+        }
+        if bytes >= limits.bytes {
+            page.more = true;
+            break;
+        }
+        bytes += row.title.len() + row.content.len() + row.link.as_ref().map_or(0, String::len);
+        page.rows.push(row);
+    }
+    Ok(page)
+}
