@@ -37,8 +37,10 @@ pub struct BatchOutcome {
 }
 
 /// Writes a batch of receipts in one transaction, ignoring receipts for
-/// announcements the user is not in the audience of (or that are not
-/// published). Idempotent: the first delivered_at and read_at win.
+/// announcements the user is not in the audience of, or that are not
+/// published or have expired (no longer in anyone's inbox, so a receipt
+/// for one is as unknown as for an id that never existed). Idempotent: the
+/// first delivered_at and read_at win.
 pub fn record(
     conn: &mut DbConn,
     events: &[ReceiptEvent],
@@ -56,7 +58,9 @@ pub fn record(
     let mut outcome = BatchOutcome::default();
     for e in events {
         let allowed = known.get(&e.announcement_id).is_some_and(|f| {
-            f.row.status() == Status::Published && f.audience.includes(&e.user_id, &e.groups)
+            f.row.status() == Status::Published
+                && !f.row.is_expired(at)
+                && f.audience.includes(&e.user_id, &e.groups)
         });
         if !allowed {
             outcome.rejected += 1;

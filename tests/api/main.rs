@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod helpers;
+mod abuse_storage;
 mod admin;
 mod cluster;
 mod delivery;
