@@ -1,26 +1,19 @@
 //! Announcement queries: create, list, change, claim for publishing, and
 //! the per-user view (replay after a cursor) that resume relies on.
 
+use super::audiences;
 use super::models::{
-    Announcement, AnnouncementInsertForm, AnnouncementUpdateForm, FullAnnouncement, Status, Target,
+    Announcement, AnnouncementInsertForm, AnnouncementUpdateForm, FullAnnouncement, Status,
 };
 use super::schema::{announcement_targets as targets, announcements as a, counters};
 use super::{DbConn, DbError};
 use crate::cluster::{self, Event};
-use crate::domain::{AnnouncementDraft, AnnouncementPatch, Audience};
+use crate::domain::{AnnouncementDraft, AnnouncementPatch};
 use diesel::prelude::*;
-use std::collections::HashMap;
 
 type Backend = <DbConn as Connection>::Backend;
 
 const PUBLISH_CURSOR: &str = "publish_cursor";
-
-fn target_kind(audience: &Audience) -> &'static str {
-    match audience {
-        Audience::Groups(_) => "group",
-        _ => "user",
-    }
-}
 
 /// Inserts a new scheduled announcement and its targets in one transaction.
 pub fn insert(
@@ -42,7 +35,7 @@ pub fn insert(
             updated_at: now,
         };
         let id = insert_returning_id(conn, &form)?;
-        write_targets(conn, id, &draft.audience)?;
+        audiences::write(conn, id, &draft.audience)?;
         let row = a::table
             .find(id)
             .select(Announcement::as_select())
@@ -74,62 +67,6 @@ fn insert_returning_id(
 
 diesel::define_sql_function!(fn last_insert_rowid() -> BigInt);
 
-fn write_targets(
-    conn: &mut DbConn,
-    id: i64,
-    audience: &Audience,
-) -> Result<(), diesel::result::Error> {
-    diesel::delete(targets::table.filter(targets::announcement_id.eq(id))).execute(conn)?;
-    let kind = target_kind(audience);
-    for chunk in audience.values().chunks(500) {
-        let rows: Vec<Target> = chunk
-            .iter()
-            .map(|v| Target {
-                announcement_id: id,
-                kind: kind.to_string(),
-                value: v.clone(),
-            })
-            .collect();
-        crate::insert_rows!(conn, targets::table, &rows)?;
-    }
-    Ok(())
-}
-
-/// Attaches audiences to rows with one query for all their targets.
-fn with_audiences(
-    conn: &mut DbConn,
-    rows: Vec<Announcement>,
-) -> Result<Vec<FullAnnouncement>, diesel::result::Error> {
-    let ids: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.audience != "all")
-        .map(|r| r.id)
-        .collect();
-    let mut by_id: HashMap<i64, Vec<String>> = HashMap::new();
-    for chunk in ids.chunks(500) {
-        let found: Vec<(i64, String)> = targets::table
-            .filter(targets::announcement_id.eq_any(chunk))
-            .select((targets::announcement_id, targets::value))
-            .order((targets::announcement_id, targets::value))
-            .load(conn)?;
-        for (id, value) in found {
-            by_id.entry(id).or_default().push(value);
-        }
-    }
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let values = by_id.remove(&row.id).unwrap_or_default();
-            let audience = match row.audience.as_str() {
-                "users" => Audience::Users(values),
-                "groups" => Audience::Groups(values),
-                _ => Audience::All,
-            };
-            FullAnnouncement { row, audience }
-        })
-        .collect())
-}
-
 pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbError> {
     let row = a::table
         .find(id)
@@ -137,7 +74,7 @@ pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbErr
         .first(conn)
         .optional()?;
     match row {
-        Some(row) => Ok(with_audiences(conn, vec![row])?.pop()),
+        Some(row) => Ok(audiences::attach(conn, vec![row])?.pop()),
         None => Ok(None),
     }
 }
@@ -161,7 +98,7 @@ pub fn list(
         query = query.filter(a::id.lt(before));
     }
     let rows = query.load(conn)?;
-    Ok(with_audiences(conn, rows)?)
+    Ok(audiences::attach(conn, rows)?)
 }
 
 #[derive(Debug)]
@@ -209,7 +146,7 @@ pub fn update_scheduled(
             return Ok(ChangeOutcome::NotScheduled(status));
         }
         if let Some(audience) = &patch.audience {
-            write_targets(conn, id, audience)?;
+            audiences::write(conn, id, audience)?;
         }
         match get(conn, id)? {
             Some(full) => Ok(ChangeOutcome::Changed(Box::new(full))),
@@ -392,7 +329,7 @@ pub fn with_cursor_between(
         .order(a::publish_cursor.asc())
         .select(Announcement::as_select())
         .load(conn)?;
-    Ok(with_audiences(conn, rows)?)
+    Ok(audiences::attach(conn, rows)?)
 }
 
 /// Announcements retracted at or after `since` (epoch ms) whose cursor is at
@@ -409,7 +346,7 @@ pub fn retracted_since(
         .order(a::publish_cursor.asc())
         .select(Announcement::as_select())
         .load(conn)?;
-    Ok(with_audiences(conn, rows)?)
+    Ok(audiences::attach(conn, rows)?)
 }
 
 /// The newest cursor handed out (0 before the first publish).
@@ -465,7 +402,7 @@ pub fn for_user_since(
         .limit(limit)
         .select(Announcement::as_select())
         .load(conn)?;
-    Ok(with_audiences(conn, rows)?)
+    Ok(audiences::attach(conn, rows)?)
 }
 
 /// Several announcements by id, with audiences, in no particular order.
@@ -479,5 +416,5 @@ pub fn get_many(conn: &mut DbConn, ids: &[i64]) -> Result<Vec<FullAnnouncement>,
                 .load(conn)?,
         );
     }
-    Ok(with_audiences(conn, rows)?)
+    Ok(audiences::attach(conn, rows)?)
 }

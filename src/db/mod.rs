@@ -5,6 +5,7 @@
 //! thread (`db::run`), never from an actor's event loop.
 
 pub mod announcements;
+pub mod audiences;
 pub mod models;
 pub mod receipts;
 pub mod schema;
