@@ -276,10 +276,10 @@ impl Session {
             };
             let frames: Vec<(i64, i64, String)> = replay
                 .iter()
-                .map(|f| {
-                    let view = protocol::AnnouncementView::from(&f.row);
-                    let cursor = f.row.publish_cursor.unwrap_or(0);
-                    (f.row.id, cursor, protocol::announcement(&view, legacy))
+                .map(|row| {
+                    let view = protocol::AnnouncementView::from(row);
+                    let cursor = row.publish_cursor.unwrap_or(0);
+                    (row.id, cursor, protocol::announcement(&view, legacy))
                 })
                 .collect();
             Ok((cursor, unread, frames))

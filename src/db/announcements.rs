@@ -4,6 +4,7 @@
 use super::audiences;
 use super::models::{
     Announcement, AnnouncementInsertForm, AnnouncementUpdateForm, FullAnnouncement, Status,
+    SummarizedAnnouncement,
 };
 use super::schema::{announcement_targets as targets, announcements as a, counters};
 use super::{DbConn, DbError};
@@ -79,13 +80,27 @@ pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbErr
     }
 }
 
-/// Newest first; `before` is an id from the previous page.
+/// One announcement with a summary of its audience (see `list`).
+pub fn get_summarized(
+    conn: &mut DbConn,
+    id: i64,
+) -> Result<Option<SummarizedAnnouncement>, DbError> {
+    let rows: Vec<Announcement> = a::table
+        .find(id)
+        .select(Announcement::as_select())
+        .load(conn)?;
+    Ok(audiences::summarize(conn, rows)?.pop())
+}
+
+/// Newest first; `before` is an id from the previous page. Audiences come
+/// as summaries: the admin console polls this, and a full page of large
+/// audiences would be megabytes.
 pub fn list(
     conn: &mut DbConn,
     status: Option<Status>,
     before: Option<i64>,
     limit: i64,
-) -> Result<Vec<FullAnnouncement>, DbError> {
+) -> Result<Vec<SummarizedAnnouncement>, DbError> {
     let mut query = a::table
         .select(Announcement::as_select())
         .order(a::id.desc())
@@ -98,7 +113,7 @@ pub fn list(
         query = query.filter(a::id.lt(before));
     }
     let rows = query.load(conn)?;
-    Ok(audiences::attach(conn, rows)?)
+    Ok(audiences::summarize(conn, rows)?)
 }
 
 #[derive(Debug)]
@@ -357,8 +372,21 @@ pub fn latest_cursor(conn: &mut DbConn) -> Result<i64, DbError> {
         .first(conn)?)
 }
 
-/// Announcements visible to this user: published, not expired, and aimed at
-/// everyone, at the user, or at one of the user's groups.
+/// Published and not expired at `now`: what inboxes show and receipts count.
+pub fn current(
+    now: i64,
+) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool>> {
+    Box::new(
+        a::status.eq(Status::Published.as_str()).and(
+            a::expires_at
+                .is_null()
+                .or(a::expires_at.assume_not_null().gt(now)),
+        ),
+    )
+}
+
+/// Announcements visible to this user: current, and aimed at everyone, at
+/// the user, or at one of the user's groups.
 pub fn visible_to<'a>(
     user_id: &'a str,
     groups: &'a [String],
@@ -377,16 +405,12 @@ pub fn visible_to<'a>(
             .filter(targets::kind.eq("group"))
             .filter(targets::value.eq_any(groups)),
     ));
-    let current = a::status.eq(Status::Published.as_str()).and(
-        a::expires_at
-            .is_null()
-            .or(a::expires_at.assume_not_null().gt(now)),
-    );
-    Box::new(current.and(a::audience.eq("all").or(for_user).or(for_groups)))
+    Box::new(current(now).and(a::audience.eq("all").or(for_user).or(for_groups)))
 }
 
 /// Everything for this user published after `since`, oldest first: the
-/// replay a reconnecting client receives before live events.
+/// replay a reconnecting client receives before live events. Rows only:
+/// membership was decided in SQL, and the frames need no audience.
 pub fn for_user_since(
     conn: &mut DbConn,
     user_id: &str,
@@ -394,27 +418,12 @@ pub fn for_user_since(
     since: i64,
     now: i64,
     limit: i64,
-) -> Result<Vec<FullAnnouncement>, DbError> {
-    let rows = a::table
+) -> Result<Vec<Announcement>, DbError> {
+    Ok(a::table
         .filter(visible_to(user_id, groups, now))
         .filter(a::publish_cursor.gt(since))
         .order(a::publish_cursor.asc())
         .limit(limit)
         .select(Announcement::as_select())
-        .load(conn)?;
-    Ok(audiences::attach(conn, rows)?)
-}
-
-/// Several announcements by id, with audiences, in no particular order.
-pub fn get_many(conn: &mut DbConn, ids: &[i64]) -> Result<Vec<FullAnnouncement>, DbError> {
-    let mut rows = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        rows.extend(
-            a::table
-                .filter(a::id.eq_any(chunk))
-                .select(Announcement::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(audiences::attach(conn, rows)?)
+        .load(conn)?)
 }
