@@ -260,16 +260,21 @@ pub struct Claimed {
 /// status check is in the UPDATE itself (on PostgreSQL a concurrent claimer
 /// waits for the winner's row lock, then re-checks the status and finds it
 /// published), and the cursor is bumped in the same transaction, so cursors
-/// are handed out in commit order. On PostgreSQL the NOTIFY to every node
+/// are handed out in commit order. The UPDATE re-checks the publish time
+/// too: the id came from `due` earlier, and a PATCH that moved it later in
+/// between must win (the row stays scheduled at the new time) rather than
+/// answer 200 while the old time publishes it; a PATCH that comes after the
+/// claim finds it published and answers 409. On PostgreSQL the NOTIFY to every node
 /// is part of the transaction too: it goes out if and only if the claim
 /// commits, and in commit order. Returns `None` when someone else claimed
-/// (or cancelled) it first.
+/// (or cancelled, or rescheduled) it first.
 pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<Claimed>, DbError> {
     conn.transaction(|conn| {
         let won = diesel::update(
             a::table
                 .filter(a::id.eq(id))
-                .filter(a::status.eq(Status::Scheduled.as_str())),
+                .filter(a::status.eq(Status::Scheduled.as_str()))
+                .filter(a::publish_at.le(now)),
         )
         .set((
             a::status.eq(Status::Published.as_str()),

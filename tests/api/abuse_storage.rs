@@ -373,3 +373,52 @@ async fn measure_large_audiences_postgres() {
         measure_large_audiences().await;
     }
 }
+
+// ---- item 2: a reschedule racing the scheduler's tick
+
+both_backends!(reschedule_between_due_and_claim_keeps_the_new_time);
+async fn reschedule_between_due_and_claim_keeps_the_new_time() {
+    use herald::db::announcements::{claim, due, get, insert, update_scheduled, ChangeOutcome};
+    use herald::db::models::Status;
+    use herald::domain::{AnnouncementDraft, AnnouncementPatch, Audience, Level};
+    let db = TestDb::new();
+    let pool = herald::db::connect(&db.url, 2, 5_000).expect("database");
+    let mut conn = pool.get().expect("connection");
+    let now = herald::db::now_ms();
+    let draft = AnnouncementDraft {
+        title: "t".into(),
+        content: "c".into(),
+        level: Level::Info,
+        link: None,
+        audience: Audience::All,
+        publish_at: now,
+        expires_at: None,
+    };
+    let later = now + 365 * 24 * 3_600_000;
+    let move_later = AnnouncementPatch {
+        publish_at: Some(later),
+        ..AnnouncementPatch::default()
+    };
+
+    // The tick found it due; the admin moves it a year ahead; the tick claims.
+    let id = insert(&mut conn, &draft, now).expect("insert").row.id;
+    assert_eq!(due(&mut conn, now, 10).expect("due"), vec![id]);
+    let patched = update_scheduled(&mut conn, id, &move_later, now).expect("patch");
+    assert!(matches!(patched, ChangeOutcome::Changed(_)), "{patched:?}");
+    let claimed = claim(&mut conn, id, now).expect("claim");
+    assert!(
+        claimed.is_none(),
+        "claimed after the reschedule: {claimed:?}"
+    );
+    let row = get(&mut conn, id).expect("get").expect("row").row;
+    assert_eq!((row.status(), row.publish_at), (Status::Scheduled, later));
+
+    // The other order: the claim wins, and the patch is refused.
+    let id = insert(&mut conn, &draft, now).expect("insert").row.id;
+    assert!(claim(&mut conn, id, now).expect("claim").is_some());
+    let patched = update_scheduled(&mut conn, id, &move_later, now).expect("patch");
+    assert!(
+        matches!(patched, ChangeOutcome::NotScheduled(Status::Published)),
+        "{patched:?}"
+    );
+}
