@@ -28,6 +28,11 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Why text with NUL is refused: PostgreSQL cannot store it (the request
+/// failed with 500) while SQLite stored it, so the same input behaved
+/// differently per backend; no field has a use for it.
+const NO_NUL: &str = "must not contain NUL characters";
+
 impl FieldError {
     fn new(field: &str, message: impl Into<String>) -> FieldError {
         FieldError {
@@ -121,6 +126,8 @@ impl Checker<'_> {
                 field,
                 format!("must be at most {max} characters"),
             ));
+        } else if trimmed.contains('\0') {
+            self.errors.push(FieldError::new(field, NO_NUL));
         }
         trimmed.to_string()
     }
@@ -143,7 +150,9 @@ impl Checker<'_> {
         let allowed = value.starts_with("https://")
             || value.starts_with("http://")
             || (value.starts_with('/') && !value.starts_with("//"));
-        if !allowed || value.len() > 2_000 {
+        if value.contains('\0') {
+            self.errors.push(FieldError::new("link", NO_NUL));
+        } else if !allowed || value.len() > 2_000 {
             self.errors.push(FieldError::new(
                 "link",
                 "must be an http(s) URL or a path starting with /",
@@ -203,6 +212,11 @@ impl Checker<'_> {
             self.errors.push(FieldError::new(
                 field,
                 "entries must be 1 to 200 bytes long",
+            ));
+        } else if clean.iter().any(|v| v.contains('\0')) {
+            self.errors.push(FieldError::new(
+                field,
+                "entries must not contain NUL characters",
             ));
         }
         if is_users {
@@ -324,6 +338,27 @@ impl AnnouncementPatch {
     }
 }
 
+/// Checks what `POST /api/tokens` puts in a token: the user id (trimmed,
+/// 1 to 200 bytes) and the groups; both end up in the database when the
+/// user connects, so neither may contain NUL. Returns the trimmed user id.
+pub fn token_subject(user_id: &str, groups: &[String]) -> Result<String, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let user_id = user_id.trim();
+    if user_id.is_empty() || user_id.len() > 200 {
+        errors.push(FieldError::new("user_id", "must be 1 to 200 bytes long"));
+    } else if user_id.contains('\0') {
+        errors.push(FieldError::new("user_id", NO_NUL));
+    }
+    if groups.iter().any(|g| g.contains('\0')) {
+        errors.push(FieldError::new("groups", NO_NUL));
+    }
+    if errors.is_empty() {
+        Ok(user_id.to_string())
+    } else {
+        Err(errors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +435,49 @@ mod tests {
         let errors =
             AnnouncementDraft::validate(&bad, &DraftLimits::default(), 0).expect_err("bad");
         assert_eq!(errors[0].field, "expires_at");
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_text_field() {
+        let nul = "a\u{0}b";
+        let cases = [
+            (serde_json::json!({"title": nul}), "title"),
+            (serde_json::json!({"content": nul}), "content"),
+            (serde_json::json!({"link": "/a\u{0}"}), "link"),
+            (
+                serde_json::json!({"audience": {"users": [nul]}}),
+                "audience.users",
+            ),
+            (
+                serde_json::json!({"audience": {"groups": ["ops", nul]}}),
+                "audience.groups",
+            ),
+        ];
+        for (change, field) in cases {
+            let mut json =
+                serde_json::json!({"title": "t", "content": "c", "audience": {"all": true}});
+            for (k, v) in change.as_object().expect("object") {
+                json[k] = v.clone();
+            }
+            let errors = AnnouncementDraft::validate(&input(json), &DraftLimits::default(), 0)
+                .expect_err("NUL refused");
+            assert_eq!(errors[0].field, field);
+            let patch: PatchInput = serde_json::from_value(change).expect("patch parses");
+            let errors = AnnouncementPatch::validate(&patch, &DraftLimits::default(), 0)
+                .expect_err("NUL refused in a patch");
+            assert_eq!(errors[0].field, field);
+        }
+        assert_eq!(
+            token_subject(" alice ", &["ops".into()]),
+            Ok("alice".into())
+        );
+        let fields = |r: Result<String, Vec<FieldError>>| -> Vec<String> {
+            r.expect_err("refused")
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert_eq!(fields(token_subject(nul, &[])), ["user_id"]);
+        assert_eq!(fields(token_subject("alice", &[nul.into()])), ["groups"]);
     }
 }

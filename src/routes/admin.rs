@@ -177,6 +177,14 @@ async fn audience(
         .unwrap_or(AUDIENCE_PAGE)
         .clamp(1, MAX_AUDIENCE_PAGE);
     let after = query.into_inner().after;
+    if after.as_deref().is_some_and(|a| a.contains('\0')) {
+        // No stored value holds NUL, and PostgreSQL refuses it as a parameter.
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "after must not contain NUL characters",
+            Some("after"),
+        ));
+    }
     let page = db::run(&state.pool, move |conn| {
         db::audiences::page(conn, id, after.as_deref(), limit)
     })
@@ -316,20 +324,15 @@ async fn mint_token(
     state: web::Data<AppState>,
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let user_id = body.user_id.trim();
-    if user_id.is_empty() || user_id.len() > 200 {
-        return Err(AppError::Validation(vec![crate::domain::FieldError {
-            field: "user_id".into(),
-            message: "must be 1 to 200 bytes long".into(),
-        }]));
-    }
+    let user_id = crate::domain::draft::token_subject(&body.user_id, &body.groups)
+        .map_err(AppError::Validation)?;
     let ttl = body
         .ttl_seconds
         .unwrap_or(state.settings.token_ttl)
         .clamp(1, 366 * 24 * 3600);
     let (token, claims) = state
         .keys
-        .mint(user_id, &body.groups, ttl)
+        .mint(&user_id, &body.groups, ttl)
         .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(HttpResponse::Created().json(json!({
         "token": token,

@@ -422,3 +422,66 @@ async fn reschedule_between_due_and_claim_keeps_the_new_time() {
         "{patched:?}"
     );
 }
+
+// ---- item 3: NUL bytes in text fields
+
+async fn assert_422(res: reqwest::Response, field: &str, what: &str) {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 422, "{what}: {body}");
+    assert_eq!(body["error"]["code"], "validation_failed", "{what}: {body}");
+    assert_eq!(body["error"]["field"], field, "{what}: {body}");
+}
+
+both_backends!(nul_bytes_are_refused_with_the_field);
+async fn nul_bytes_are_refused_with_the_field() {
+    let app = spawn_app().await;
+    let base = json!({"title": "t", "content": "c", "audience": {"all": true},
+        "publish_at": in_ms(3_600_000)});
+    let id = id_of(&app.announce(base.clone()).await);
+    let nul = "a\u{0}b";
+    let cases = [
+        (json!({"title": nul}), "title"),
+        (json!({"content": nul}), "content"),
+        (json!({"link": "/a\u{0}b"}), "link"),
+        (
+            json!({"audience": {"users": ["alice", nul]}}),
+            "audience.users",
+        ),
+        (json!({"audience": {"groups": [nul]}}), "audience.groups"),
+    ];
+    for (change, field) in cases {
+        let mut body = base.clone();
+        for (k, v) in change.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let res = app.admin_post("/api/announcements", &body).await;
+        assert_422(res, field, &format!("create {change}")).await;
+        let res = app
+            .admin_patch(&format!("/api/announcements/{id}"), &change)
+            .await;
+        assert_422(res, field, &format!("patch {change}")).await;
+    }
+    for (body, field) in [
+        (json!({"user_id": nul}), "user_id"),
+        (
+            json!({"user_id": "alice", "groups": ["ops", nul]}),
+            "groups",
+        ),
+    ] {
+        let res = app.admin_post("/api/tokens", &body).await;
+        assert_422(res, field, &format!("token {body}")).await;
+    }
+    let res = app
+        .admin_get(&format!("/api/announcements/{id}/audience?after=a%00"))
+        .await;
+    assert_eq!(res.status().as_u16(), 400, "NUL in the audience cursor");
+    let list: Value = app
+        .admin_get("/api/announcements")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["items"].as_array().expect("items").len(), 1);
+    assert_eq!(app.announcement(id).await["title"], "t");
+}
