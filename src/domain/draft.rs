@@ -110,6 +110,22 @@ pub struct AnnouncementPatch {
     pub expires_at: Option<Option<i64>>,
 }
 
+/// An http(s) URL, or a path on this site. Browsers drop tabs and newlines
+/// anywhere in a URL and read `\` as `/`, so `/\evil.example` or
+/// `/<tab>/evil.example` is the protocol-relative `//evil.example`: another
+/// site behind what looks like a path. Such characters are refused anywhere
+/// in the link, as are other whitespace and control characters, which a
+/// well-formed URL carries percent-encoded.
+fn link_is_allowed(link: &str) -> bool {
+    let tricky = |c: char| c == '\\' || c.is_whitespace() || c.is_control();
+    if link.chars().any(tricky) {
+        return false;
+    }
+    link.starts_with("https://")
+        || link.starts_with("http://")
+        || (link.starts_with('/') && !link.starts_with("//"))
+}
+
 struct Checker<'a> {
     limits: &'a DraftLimits,
     errors: Vec<FieldError>,
@@ -147,15 +163,12 @@ impl Checker<'_> {
         if value.is_empty() {
             return None;
         }
-        let allowed = value.starts_with("https://")
-            || value.starts_with("http://")
-            || (value.starts_with('/') && !value.starts_with("//"));
         if value.contains('\0') {
             self.errors.push(FieldError::new("link", NO_NUL));
-        } else if !allowed || value.len() > 2_000 {
+        } else if !link_is_allowed(value) || value.len() > 2_000 {
             self.errors.push(FieldError::new(
                 "link",
-                "must be an http(s) URL or a path starting with /",
+                "must be an http(s) URL or a path starting with / (no \\, spaces or control characters)",
             ));
         }
         Some(value.to_string())
@@ -479,5 +492,49 @@ mod tests {
         };
         assert_eq!(fields(token_subject(nul, &[])), ["user_id"]);
         assert_eq!(fields(token_subject("alice", &[nul.into()])), ["groups"]);
+    }
+
+    fn link_errors(link: &str) -> Vec<FieldError> {
+        let json = serde_json::json!({"title": "t", "content": "c", "audience": {"all": true},
+            "link": link});
+        AnnouncementDraft::validate(&input(json), &DraftLimits::default(), 0)
+            .err()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn links_that_browsers_read_as_another_site_are_refused() {
+        for link in [
+            "/\\evil.example",
+            "\\\\evil.example",
+            "\\/evil.example",
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\u{1}/evil.example",
+            "/\u{7f}evil",
+            "/ /evil.example",
+            "/\u{a0}/evil.example",
+            "https://good.example\\@evil.example",
+            "javascript:alert(1)",
+        ] {
+            let errors = link_errors(link);
+            assert_eq!(errors.len(), 1, "{link:?} was accepted");
+            assert_eq!(errors[0].field, "link");
+        }
+    }
+
+    #[test]
+    fn paths_and_http_urls_are_links() {
+        for link in [
+            "/news/1",
+            "/search?q=a%20b#top",
+            " /padded ",
+            "https://example.com/a?b=c",
+            "http://example.com",
+        ] {
+            assert_eq!(link_errors(link), [], "{link:?} was refused");
+        }
     }
 }

@@ -485,3 +485,33 @@ async fn nul_bytes_are_refused_with_the_field() {
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
     assert_eq!(app.announcement(id).await["title"], "t");
 }
+
+// ---- item 4: links that leave the site while looking like paths
+
+both_backends!(off_site_tricks_in_links_get_422);
+async fn off_site_tricks_in_links_get_422() {
+    let app = spawn_app().await;
+    let id = id_of(
+        &app.announce(
+            json!({"title": "t", "content": "c", "audience": {"all": true},
+            "publish_at": in_ms(3_600_000)}),
+        )
+        .await,
+    );
+    for link in ["/\\evil.example", "//evil.example", "/\t/evil.example"] {
+        let body = json!({"title": "t", "content": "c", "audience": {"all": true}, "link": link});
+        let res = app.admin_post("/api/announcements", &body).await;
+        assert_422(res, "link", &format!("create {link:?}")).await;
+        let res = app
+            .admin_patch(&format!("/api/announcements/{id}"), &json!({"link": link}))
+            .await;
+        assert_422(res, "link", &format!("patch {link:?}")).await;
+    }
+    let ok = app
+        .admin_patch(
+            &format!("/api/announcements/{id}"),
+            &json!({"link": "/news/1"}),
+        )
+        .await;
+    assert_eq!(ok.status().as_u16(), 200);
+}
