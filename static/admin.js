@@ -155,8 +155,10 @@ function updateRow(row, item) {
 function describeAudience(audience) {
   if (!audience || audience.all) return 'everyone';
   const [kind, list] = audience.users ? ['users', audience.users] : ['groups', audience.groups ?? []];
+  // Large audiences come as a sample plus `count`; the full list is paged from /audience.
+  const total = Number.isInteger(audience.count) ? audience.count : list.length;
   const shown = list.slice(0, 3).join(', ');
-  return `${kind}: ${shown}${list.length > 3 ? ` +${list.length - 3}` : ''}`;
+  return `${kind}: ${shown}${total > 3 ? ` +${total - 3}` : ''}`;
 }
 
 async function cancelOrRetract(button) {

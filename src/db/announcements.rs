@@ -1,26 +1,20 @@
 //! Announcement queries: create, list, change, claim for publishing, and
 //! the per-user view (replay after a cursor) that resume relies on.
 
+use super::audiences;
 use super::events::{self, Event};
 use super::models::{
-    Announcement, AnnouncementInsertForm, AnnouncementUpdateForm, FullAnnouncement, Status, Target,
+    Announcement, AnnouncementInsertForm, AnnouncementUpdateForm, FullAnnouncement, Status,
+    SummarizedAnnouncement,
 };
 use super::schema::{announcement_targets as targets, announcements as a, counters};
 use super::{DbConn, DbError};
-use crate::domain::{AnnouncementDraft, AnnouncementPatch, Audience};
+use crate::domain::{AnnouncementDraft, AnnouncementPatch};
 use diesel::prelude::*;
-use std::collections::HashMap;
 
 type Backend = <DbConn as Connection>::Backend;
 
 const PUBLISH_CURSOR: &str = "publish_cursor";
-
-fn target_kind(audience: &Audience) -> &'static str {
-    match audience {
-        Audience::Groups(_) => "group",
-        _ => "user",
-    }
-}
 
 /// Inserts a new scheduled announcement and its targets in one transaction.
 pub fn insert(
@@ -42,7 +36,7 @@ pub fn insert(
             updated_at: now,
         };
         let id = insert_returning_id(conn, &form)?;
-        write_targets(conn, id, &draft.audience)?;
+        audiences::write(conn, id, &draft.audience)?;
         let row = a::table
             .find(id)
             .select(Announcement::as_select())
@@ -74,62 +68,6 @@ fn insert_returning_id(
 
 diesel::define_sql_function!(fn last_insert_rowid() -> BigInt);
 
-fn write_targets(
-    conn: &mut DbConn,
-    id: i64,
-    audience: &Audience,
-) -> Result<(), diesel::result::Error> {
-    diesel::delete(targets::table.filter(targets::announcement_id.eq(id))).execute(conn)?;
-    let kind = target_kind(audience);
-    for chunk in audience.values().chunks(500) {
-        let rows: Vec<Target> = chunk
-            .iter()
-            .map(|v| Target {
-                announcement_id: id,
-                kind: kind.to_string(),
-                value: v.clone(),
-            })
-            .collect();
-        crate::insert_rows!(conn, targets::table, &rows)?;
-    }
-    Ok(())
-}
-
-/// Attaches audiences to rows with one query for all their targets.
-fn with_audiences(
-    conn: &mut DbConn,
-    rows: Vec<Announcement>,
-) -> Result<Vec<FullAnnouncement>, diesel::result::Error> {
-    let ids: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.audience != "all")
-        .map(|r| r.id)
-        .collect();
-    let mut by_id: HashMap<i64, Vec<String>> = HashMap::new();
-    for chunk in ids.chunks(500) {
-        let found: Vec<(i64, String)> = targets::table
-            .filter(targets::announcement_id.eq_any(chunk))
-            .select((targets::announcement_id, targets::value))
-            .order((targets::announcement_id, targets::value))
-            .load(conn)?;
-        for (id, value) in found {
-            by_id.entry(id).or_default().push(value);
-        }
-    }
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let values = by_id.remove(&row.id).unwrap_or_default();
-            let audience = match row.audience.as_str() {
-                "users" => Audience::Users(values),
-                "groups" => Audience::Groups(values),
-                _ => Audience::All,
-            };
-            FullAnnouncement { row, audience }
-        })
-        .collect())
-}
-
 pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbError> {
     let row = a::table
         .find(id)
@@ -137,18 +75,32 @@ pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbErr
         .first(conn)
         .optional()?;
     match row {
-        Some(row) => Ok(with_audiences(conn, vec![row])?.pop()),
+        Some(row) => Ok(audiences::attach(conn, vec![row])?.pop()),
         None => Ok(None),
     }
 }
 
-/// Newest first; `before` is an id from the previous page.
+/// One announcement with a summary of its audience (see `list`).
+pub fn get_summarized(
+    conn: &mut DbConn,
+    id: i64,
+) -> Result<Option<SummarizedAnnouncement>, DbError> {
+    let rows: Vec<Announcement> = a::table
+        .find(id)
+        .select(Announcement::as_select())
+        .load(conn)?;
+    Ok(audiences::summarize(conn, rows)?.pop())
+}
+
+/// Newest first; `before` is an id from the previous page. Audiences come
+/// as summaries: the admin console polls this, and a full page of large
+/// audiences would be megabytes.
 pub fn list(
     conn: &mut DbConn,
     status: Option<Status>,
     before: Option<i64>,
     limit: i64,
-) -> Result<Vec<FullAnnouncement>, DbError> {
+) -> Result<Vec<SummarizedAnnouncement>, DbError> {
     let mut query = a::table
         .select(Announcement::as_select())
         .order(a::id.desc())
@@ -161,7 +113,7 @@ pub fn list(
         query = query.filter(a::id.lt(before));
     }
     let rows = query.load(conn)?;
-    Ok(with_audiences(conn, rows)?)
+    Ok(audiences::summarize(conn, rows)?)
 }
 
 #[derive(Debug)]
@@ -209,7 +161,7 @@ pub fn update_scheduled(
             return Ok(ChangeOutcome::NotScheduled(status));
         }
         if let Some(audience) = &patch.audience {
-            write_targets(conn, id, audience)?;
+            audiences::write(conn, id, audience)?;
         }
         match get(conn, id)? {
             Some(full) => Ok(ChangeOutcome::Changed(Box::new(full))),
@@ -294,16 +246,21 @@ pub fn next_due(conn: &mut DbConn) -> Result<Option<i64>, DbError> {
 /// status check is in the UPDATE itself (on PostgreSQL a concurrent claimer
 /// waits for the winner's row lock, then re-checks the status and finds it
 /// published), and the cursor is bumped in the same transaction, so cursors
-/// are handed out in commit order. On PostgreSQL the NOTIFY to every node
+/// are handed out in commit order. The UPDATE re-checks the publish time
+/// too: the id came from `due` earlier, and a PATCH that moved it later in
+/// between must win (the row stays scheduled at the new time) rather than
+/// answer 200 while the old time publishes it; a PATCH that comes after the
+/// claim finds it published and answers 409. On PostgreSQL the NOTIFY to every node
 /// is part of the transaction too: it goes out if and only if the claim
 /// commits, and in commit order. Returns `None` when someone else claimed
-/// (or cancelled) it first.
+/// (or cancelled, or rescheduled) it first.
 pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnouncement>, DbError> {
     conn.transaction(|conn| {
         let won = diesel::update(
             a::table
                 .filter(a::id.eq(id))
-                .filter(a::status.eq(Status::Scheduled.as_str())),
+                .filter(a::status.eq(Status::Scheduled.as_str()))
+                .filter(a::publish_at.le(now)),
         )
         .set((
             a::status.eq(Status::Published.as_str()),
@@ -375,7 +332,7 @@ pub fn with_cursor_between(
         .order(a::publish_cursor.asc())
         .select(Announcement::as_select())
         .load(conn)?;
-    Ok(with_audiences(conn, rows)?)
+    Ok(audiences::attach(conn, rows)?)
 }
 
 /// Announcements retracted at or after `since` (epoch ms) whose cursor is at
@@ -392,7 +349,7 @@ pub fn retracted_since(
         .order(a::publish_cursor.asc())
         .select(Announcement::as_select())
         .load(conn)?;
-    Ok(with_audiences(conn, rows)?)
+    Ok(audiences::attach(conn, rows)?)
 }
 
 /// The newest cursor handed out (0 before the first publish).
@@ -403,8 +360,21 @@ pub fn latest_cursor(conn: &mut DbConn) -> Result<i64, DbError> {
         .first(conn)?)
 }
 
-/// Announcements visible to this user: published, not expired, and aimed at
-/// everyone, at the user, or at one of the user's groups.
+/// Published and not expired at `now`: what inboxes show and receipts count.
+pub fn current(
+    now: i64,
+) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool>> {
+    Box::new(
+        a::status.eq(Status::Published.as_str()).and(
+            a::expires_at
+                .is_null()
+                .or(a::expires_at.assume_not_null().gt(now)),
+        ),
+    )
+}
+
+/// Announcements visible to this user: current, and aimed at everyone, at
+/// the user, or at one of the user's groups.
 pub fn visible_to<'a>(
     user_id: &'a str,
     groups: &'a [String],
@@ -423,16 +393,12 @@ pub fn visible_to<'a>(
             .filter(targets::kind.eq("group"))
             .filter(targets::value.eq_any(groups)),
     ));
-    let current = a::status.eq(Status::Published.as_str()).and(
-        a::expires_at
-            .is_null()
-            .or(a::expires_at.assume_not_null().gt(now)),
-    );
-    Box::new(current.and(a::audience.eq("all").or(for_user).or(for_groups)))
+    Box::new(current(now).and(a::audience.eq("all").or(for_user).or(for_groups)))
 }
 
 /// Everything for this user published after `since`, oldest first: the
-/// replay a reconnecting client receives before live events.
+/// replay a reconnecting client receives before live events. Rows only:
+/// membership was decided in SQL, and the frames need no audience.
 pub fn for_user_since(
     conn: &mut DbConn,
     user_id: &str,
@@ -440,27 +406,12 @@ pub fn for_user_since(
     since: i64,
     now: i64,
     limit: i64,
-) -> Result<Vec<FullAnnouncement>, DbError> {
-    let rows = a::table
+) -> Result<Vec<Announcement>, DbError> {
+    Ok(a::table
         .filter(visible_to(user_id, groups, now))
         .filter(a::publish_cursor.gt(since))
         .order(a::publish_cursor.asc())
         .limit(limit)
         .select(Announcement::as_select())
-        .load(conn)?;
-    Ok(with_audiences(conn, rows)?)
-}
-
-/// Several announcements by id, with audiences, in no particular order.
-pub fn get_many(conn: &mut DbConn, ids: &[i64]) -> Result<Vec<FullAnnouncement>, DbError> {
-    let mut rows = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        rows.extend(
-            a::table
-                .filter(a::id.eq_any(chunk))
-                .select(Announcement::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(with_audiences(conn, rows)?)
+        .load(conn)?)
 }

@@ -79,8 +79,7 @@ pub fn replay(
         more: found.len() as i64 == limits.rows,
     };
     let mut bytes = 0;
-    for full in found {
-        let row = full.row;
+    for row in found {
         if row.publish_cursor.unwrap_or(0) > upto {
             page.more = false;
             break;

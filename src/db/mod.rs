@@ -5,6 +5,7 @@
 //! thread (`db::run`), never from an actor's event loop.
 
 pub mod announcements;
+pub mod audiences;
 pub mod catch_up;
 pub mod events;
 pub mod models;

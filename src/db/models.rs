@@ -1,7 +1,7 @@
 //! Rows as stored, and the forms that write them.
 
 use super::schema::{announcement_targets, announcements, receipts};
-use crate::domain::{Audience, Level};
+use crate::domain::{Audience, AudienceSummary, Level};
 use diesel::prelude::*;
 
 /// Lifecycle of an announcement: scheduled → published → retracted, or
@@ -120,4 +120,11 @@ pub struct Receipt {
 pub struct FullAnnouncement {
     pub row: Announcement,
     pub audience: Audience,
+}
+
+/// An announcement with a summary of its audience, for listings.
+#[derive(Debug, Clone)]
+pub struct SummarizedAnnouncement {
+    pub row: Announcement,
+    pub audience: AudienceSummary,
 }

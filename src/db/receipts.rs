@@ -1,12 +1,13 @@
 //! Delivery and read receipts, written in batches, and the counts and
 //! per-user views built on them (inbox, unread count, admin stats).
 
-use super::announcements::{get_many, visible_to};
-use super::models::{Announcement, FullAnnouncement, Receipt, Status};
+use super::announcements::{current, visible_to};
+use super::audiences;
+use super::models::{Announcement, Receipt};
 use super::schema::{announcements as a, receipts as r};
 use super::{DbConn, DbError};
 use diesel::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 type Backend = <DbConn as Connection>::Backend;
 
@@ -37,27 +38,21 @@ pub struct BatchOutcome {
 }
 
 /// Writes a batch of receipts in one transaction, ignoring receipts for
-/// announcements the user is not in the audience of (or that are not
-/// published). Idempotent: the first delivered_at and read_at win.
+/// announcements the user is not in the audience of, or that are not
+/// published or have expired (no longer in anyone's inbox, so a receipt
+/// for one is as unknown as for an id that never existed). Idempotent: the
+/// first delivered_at and read_at win.
 pub fn record(
     conn: &mut DbConn,
     events: &[ReceiptEvent],
     at: i64,
 ) -> Result<BatchOutcome, DbError> {
-    let ids: BTreeSet<i64> = events.iter().map(|e| e.announcement_id).collect();
-    let ids: Vec<i64> = ids.into_iter().collect();
-    let known: HashMap<i64, FullAnnouncement> = get_many(conn, &ids)?
-        .into_iter()
-        .map(|f| (f.row.id, f))
-        .collect();
+    let allowed = allowed(conn, events, at)?;
 
     // announcement id → user → strongest receipt kind in this batch
     let mut wanted: BTreeMap<i64, BTreeMap<&str, ReceiptKind>> = BTreeMap::new();
     let mut outcome = BatchOutcome::default();
-    for e in events {
-        let allowed = known.get(&e.announcement_id).is_some_and(|f| {
-            f.row.status() == Status::Published && f.audience.includes(&e.user_id, &e.groups)
-        });
+    for (e, allowed) in events.iter().zip(allowed) {
         if !allowed {
             outcome.rejected += 1;
             continue;
@@ -118,6 +113,60 @@ pub fn record(
         Ok::<_, diesel::result::Error>(())
     })?;
     Ok(outcome)
+}
+
+/// For each event, whether its user may receipt that announcement: it is
+/// current and aimed at everyone, at the user, or at one of the user's
+/// groups. Only the users and groups this batch names are looked up, per
+/// announcement, so a receipt costs the same whether the audience names ten
+/// users or ten thousand (loading whole audiences made a burst of acks cost
+/// seconds of CPU and hundreds of MB).
+fn allowed(conn: &mut DbConn, events: &[ReceiptEvent], at: i64) -> Result<Vec<bool>, DbError> {
+    let ids: BTreeSet<i64> = events.iter().map(|e| e.announcement_id).collect();
+    let ids: Vec<i64> = ids.into_iter().collect();
+    // announcement id → its audience column, for the current ones only
+    let mut open: HashMap<i64, String> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        open.extend(
+            a::table
+                .filter(a::id.eq_any(chunk))
+                .filter(current(at))
+                .select((a::id, a::audience))
+                .load::<(i64, String)>(conn)?,
+        );
+    }
+    // announcement id → the user ids or group names this batch asks about
+    let mut asked: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+    for e in events {
+        let values = asked.entry(e.announcement_id);
+        match open.get(&e.announcement_id).map(String::as_str) {
+            Some("users") => {
+                values.or_default().insert(e.user_id.as_str());
+            }
+            Some("groups") => values
+                .or_default()
+                .extend(e.groups.iter().map(String::as_str)),
+            _ => {}
+        }
+    }
+    let mut members: HashMap<i64, HashSet<String>> = HashMap::new();
+    for (id, values) in asked {
+        let audience = open.get(&id).map_or("", String::as_str);
+        let values: Vec<&str> = values.into_iter().collect();
+        members.insert(id, audiences::matching(conn, id, audience, &values)?);
+    }
+    Ok(events
+        .iter()
+        .map(|e| {
+            let found = members.get(&e.announcement_id);
+            match open.get(&e.announcement_id).map(String::as_str) {
+                Some("all") => true,
+                Some("users") => found.is_some_and(|m| m.contains(&e.user_id)),
+                Some("groups") => found.is_some_and(|m| e.groups.iter().any(|g| m.contains(g))),
+                _ => false,
+            }
+        })
+        .collect())
 }
 
 fn read_by<'a>(

@@ -28,6 +28,11 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Why text with NUL is refused: PostgreSQL cannot store it (the request
+/// failed with 500) while SQLite stored it, so the same input behaved
+/// differently per backend; no field has a use for it.
+const NO_NUL: &str = "must not contain NUL characters";
+
 impl FieldError {
     fn new(field: &str, message: impl Into<String>) -> FieldError {
         FieldError {
@@ -105,6 +110,22 @@ pub struct AnnouncementPatch {
     pub expires_at: Option<Option<i64>>,
 }
 
+/// An http(s) URL, or a path on this site. Browsers drop tabs and newlines
+/// anywhere in a URL and read `\` as `/`, so `/\evil.example` or
+/// `/<tab>/evil.example` is the protocol-relative `//evil.example`: another
+/// site behind what looks like a path. Such characters are refused anywhere
+/// in the link, as are other whitespace and control characters, which a
+/// well-formed URL carries percent-encoded.
+fn link_is_allowed(link: &str) -> bool {
+    let tricky = |c: char| c == '\\' || c.is_whitespace() || c.is_control();
+    if link.chars().any(tricky) {
+        return false;
+    }
+    link.starts_with("https://")
+        || link.starts_with("http://")
+        || (link.starts_with('/') && !link.starts_with("//"))
+}
+
 struct Checker<'a> {
     limits: &'a DraftLimits,
     errors: Vec<FieldError>,
@@ -121,6 +142,8 @@ impl Checker<'_> {
                 field,
                 format!("must be at most {max} characters"),
             ));
+        } else if trimmed.contains('\0') {
+            self.errors.push(FieldError::new(field, NO_NUL));
         }
         trimmed.to_string()
     }
@@ -140,13 +163,12 @@ impl Checker<'_> {
         if value.is_empty() {
             return None;
         }
-        let allowed = value.starts_with("https://")
-            || value.starts_with("http://")
-            || (value.starts_with('/') && !value.starts_with("//"));
-        if !allowed || value.len() > 2_000 {
+        if value.contains('\0') {
+            self.errors.push(FieldError::new("link", NO_NUL));
+        } else if !link_is_allowed(value) || value.len() > 2_000 {
             self.errors.push(FieldError::new(
                 "link",
-                "must be an http(s) URL or a path starting with /",
+                "must be an http(s) URL or a path starting with / (no \\, spaces or control characters)",
             ));
         }
         Some(value.to_string())
@@ -203,6 +225,11 @@ impl Checker<'_> {
             self.errors.push(FieldError::new(
                 field,
                 "entries must be 1 to 200 bytes long",
+            ));
+        } else if clean.iter().any(|v| v.contains('\0')) {
+            self.errors.push(FieldError::new(
+                field,
+                "entries must not contain NUL characters",
             ));
         }
         if is_users {
@@ -324,6 +351,27 @@ impl AnnouncementPatch {
     }
 }
 
+/// Checks what `POST /api/tokens` puts in a token: the user id (trimmed,
+/// 1 to 200 bytes) and the groups; both end up in the database when the
+/// user connects, so neither may contain NUL. Returns the trimmed user id.
+pub fn token_subject(user_id: &str, groups: &[String]) -> Result<String, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let user_id = user_id.trim();
+    if user_id.is_empty() || user_id.len() > 200 {
+        errors.push(FieldError::new("user_id", "must be 1 to 200 bytes long"));
+    } else if user_id.contains('\0') {
+        errors.push(FieldError::new("user_id", NO_NUL));
+    }
+    if groups.iter().any(|g| g.contains('\0')) {
+        errors.push(FieldError::new("groups", NO_NUL));
+    }
+    if errors.is_empty() {
+        Ok(user_id.to_string())
+    } else {
+        Err(errors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +448,93 @@ mod tests {
         let errors =
             AnnouncementDraft::validate(&bad, &DraftLimits::default(), 0).expect_err("bad");
         assert_eq!(errors[0].field, "expires_at");
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_text_field() {
+        let nul = "a\u{0}b";
+        let cases = [
+            (serde_json::json!({"title": nul}), "title"),
+            (serde_json::json!({"content": nul}), "content"),
+            (serde_json::json!({"link": "/a\u{0}"}), "link"),
+            (
+                serde_json::json!({"audience": {"users": [nul]}}),
+                "audience.users",
+            ),
+            (
+                serde_json::json!({"audience": {"groups": ["ops", nul]}}),
+                "audience.groups",
+            ),
+        ];
+        for (change, field) in cases {
+            let mut json =
+                serde_json::json!({"title": "t", "content": "c", "audience": {"all": true}});
+            for (k, v) in change.as_object().expect("object") {
+                json[k] = v.clone();
+            }
+            let errors = AnnouncementDraft::validate(&input(json), &DraftLimits::default(), 0)
+                .expect_err("NUL refused");
+            assert_eq!(errors[0].field, field);
+            let patch: PatchInput = serde_json::from_value(change).expect("patch parses");
+            let errors = AnnouncementPatch::validate(&patch, &DraftLimits::default(), 0)
+                .expect_err("NUL refused in a patch");
+            assert_eq!(errors[0].field, field);
+        }
+        assert_eq!(
+            token_subject(" alice ", &["ops".into()]),
+            Ok("alice".into())
+        );
+        let fields = |r: Result<String, Vec<FieldError>>| -> Vec<String> {
+            r.expect_err("refused")
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert_eq!(fields(token_subject(nul, &[])), ["user_id"]);
+        assert_eq!(fields(token_subject("alice", &[nul.into()])), ["groups"]);
+    }
+
+    fn link_errors(link: &str) -> Vec<FieldError> {
+        let json = serde_json::json!({"title": "t", "content": "c", "audience": {"all": true},
+            "link": link});
+        AnnouncementDraft::validate(&input(json), &DraftLimits::default(), 0)
+            .err()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn links_that_browsers_read_as_another_site_are_refused() {
+        for link in [
+            "/\\evil.example",
+            "\\\\evil.example",
+            "\\/evil.example",
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\u{1}/evil.example",
+            "/\u{7f}evil",
+            "/ /evil.example",
+            "/\u{a0}/evil.example",
+            "https://good.example\\@evil.example",
+            "javascript:alert(1)",
+        ] {
+            let errors = link_errors(link);
+            assert_eq!(errors.len(), 1, "{link:?} was accepted");
+            assert_eq!(errors[0].field, "link");
+        }
+    }
+
+    #[test]
+    fn paths_and_http_urls_are_links() {
+        for link in [
+            "/news/1",
+            "/search?q=a%20b#top",
+            " /padded ",
+            "https://example.com/a?b=c",
+            "http://example.com",
+        ] {
+            assert_eq!(link_errors(link), [], "{link:?} was refused");
+        }
     }
 }

@@ -85,6 +85,46 @@ impl Audience {
     }
 }
 
+/// How many values of an audience listings show; the rest are paged from
+/// `GET /api/announcements/{id}/audience`.
+pub const AUDIENCE_SAMPLE: usize = 20;
+
+/// An audience as listings show it: its first values and how many it names
+/// in all, so that a page of announcements for 10 000 users each stays small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudienceSummary {
+    /// The audience cut to its first `AUDIENCE_SAMPLE` values.
+    pub sample: Audience,
+    /// How many values the whole audience names (0 for "all").
+    pub count: i64,
+}
+
+impl AudienceSummary {
+    pub fn of(audience: &Audience) -> AudienceSummary {
+        let cut = |values: &[String]| values.iter().take(AUDIENCE_SAMPLE).cloned().collect();
+        let sample = match audience {
+            Audience::All => Audience::All,
+            Audience::Users(v) => Audience::Users(cut(v)),
+            Audience::Groups(v) => Audience::Groups(cut(v)),
+        };
+        AudienceSummary {
+            sample,
+            count: audience.values().len() as i64,
+        }
+    }
+
+    /// `Audience::to_json` of the sample; when values were cut off it adds
+    /// `"count"` and `"truncated": true`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = self.sample.to_json();
+        if self.count > self.sample.values().len() as i64 {
+            json["count"] = serde_json::json!(self.count);
+            json["truncated"] = serde_json::json!(true);
+        }
+        json
+    }
+}
+
 /// Renders stored epoch milliseconds as RFC 3339 UTC with milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -118,5 +158,21 @@ mod tests {
         assert!(!Audience::Users(vec!["u2".into()]).includes("u1", &groups));
         assert!(Audience::Groups(vec!["ops".into()]).includes("u1", &groups));
         assert!(!Audience::Groups(vec!["dev".into()]).includes("u1", &groups));
+    }
+
+    #[test]
+    fn summary_keeps_small_audiences_whole_and_cuts_large_ones() {
+        let small = Audience::Users(vec!["a".into(), "b".into()]);
+        assert_eq!(AudienceSummary::of(&small).to_json(), small.to_json());
+        assert_eq!(
+            AudienceSummary::of(&Audience::All).to_json(),
+            serde_json::json!({"all": true})
+        );
+        let names: Vec<String> = (0..25).map(|i| format!("g{i:02}")).collect();
+        let json = AudienceSummary::of(&Audience::Groups(names.clone())).to_json();
+        assert_eq!(
+            json,
+            serde_json::json!({"groups": names[..20], "count": 25, "truncated": true})
+        );
     }
 }

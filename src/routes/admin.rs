@@ -1,13 +1,14 @@
 //! The admin REST API: announcements (create, list, get, patch, cancel or
-//! retract), presence, and user tokens for host apps and the demo.
+//! retract, their audience page by page), presence, and user tokens for host
+//! apps and the demo.
 
 use super::auth::AdminAuth;
 use crate::actors::messages::{GetPresence, GetUserSessions, Wake};
 use crate::db::announcements::{ChangeOutcome, WithdrawOutcome};
-use crate::db::models::{FullAnnouncement, Status};
+use crate::db::models::{Announcement, FullAnnouncement, Status};
 use crate::db::{self};
 use crate::domain::draft::{CreateInput, PatchInput};
-use crate::domain::{rfc3339, AnnouncementDraft, AnnouncementPatch};
+use crate::domain::{rfc3339, AnnouncementDraft, AnnouncementPatch, AudienceSummary};
 use crate::error::AppError;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -26,21 +27,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(patch))
             .route(web::delete().to(withdraw)),
     )
+    .route("/announcements/{id}/audience", web::get().to(audience))
     .route("/presence", web::get().to(presence))
     .route("/presence/{user_id}", web::get().to(user_presence))
     .route("/tokens", web::post().to(mint_token));
 }
 
 /// The admin's view of an announcement; `counts` are (delivered, read).
-pub fn view(full: &FullAnnouncement, counts: (i64, i64)) -> Value {
-    let a = &full.row;
+/// The audience is a summary: the full list is paged from `/audience`.
+pub fn view(a: &Announcement, audience: &AudienceSummary, counts: (i64, i64)) -> Value {
     json!({
         "id": a.id,
         "title": a.title,
         "content": a.content,
         "level": a.level,
         "link": a.link,
-        "audience": full.audience.to_json(),
+        "audience": audience.to_json(),
         "status": a.status,
         "publish_at": rfc3339(a.publish_at),
         "expires_at": a.expires_at.map(rfc3339),
@@ -56,6 +58,11 @@ pub fn view(full: &FullAnnouncement, counts: (i64, i64)) -> Value {
             "read": counts.1,
         },
     })
+}
+
+/// The view of an announcement just written, before any receipts.
+fn fresh_view(full: &FullAnnouncement) -> Value {
+    view(&full.row, &AudienceSummary::of(&full.audience), (0, 0))
 }
 
 fn parse_id(raw: &str) -> Result<i64, AppError> {
@@ -81,7 +88,7 @@ async fn create(
     });
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/announcements/{}", full.row.id)))
-        .json(view(&full, (0, 0))))
+        .json(fresh_view(&full)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,7 +127,10 @@ async fn list(
         .flatten();
     let items: Vec<Value> = items
         .iter()
-        .map(|f| view(f, counts.get(&f.row.id).copied().unwrap_or_default()))
+        .map(|f| {
+            let counts = counts.get(&f.row.id).copied().unwrap_or_default();
+            view(&f.row, &f.audience, counts)
+        })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "items": items, "next_before": next_before })))
 }
@@ -131,15 +141,64 @@ async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = parse_id(&path)?;
-    let found = db::run(&state.pool, move |conn| {
-        match db::announcements::get(conn, id)? {
-            Some(full) => Ok(Some((db::receipts::counts(conn, id)?, full))),
+    let found = db::run(
+        &state.pool,
+        move |conn| match db::announcements::get_summarized(conn, id)? {
+            Some(found) => Ok(Some((db::receipts::counts(conn, id)?, found))),
             None => Ok(None),
-        }
+        },
+    )
+    .await?;
+    let (counts, found) = found.ok_or_else(|| AppError::NotFound(format!("announcement {id}")))?;
+    Ok(HttpResponse::Ok().json(view(&found.row, &found.audience, counts)))
+}
+
+#[derive(Debug, Deserialize)]
+struct AudienceQuery {
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// Values per audience page unless `limit` says otherwise, and at most.
+const AUDIENCE_PAGE: i64 = 500;
+const MAX_AUDIENCE_PAGE: i64 = 1_000;
+
+/// The whole audience, page by page in order: `next_after` is the `after`
+/// of the next page, null on the last one.
+async fn audience(
+    _: AdminAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<AudienceQuery>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path)?;
+    let limit = query
+        .limit
+        .unwrap_or(AUDIENCE_PAGE)
+        .clamp(1, MAX_AUDIENCE_PAGE);
+    let after = query.into_inner().after;
+    if after.as_deref().is_some_and(|a| a.contains('\0')) {
+        // No stored value holds NUL, and PostgreSQL refuses it as a parameter.
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "after must not contain NUL characters",
+            Some("after"),
+        ));
+    }
+    let page = db::run(&state.pool, move |conn| {
+        db::audiences::page(conn, id, after.as_deref(), limit)
     })
     .await?;
-    let (counts, full) = found.ok_or_else(|| AppError::NotFound(format!("announcement {id}")))?;
-    Ok(HttpResponse::Ok().json(view(&full, counts)))
+    let (kind, values) = page.ok_or_else(|| AppError::NotFound(format!("announcement {id}")))?;
+    let next_after = (values.len() as i64 == limit)
+        .then(|| values.last().cloned())
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({
+        "id": id,
+        "kind": kind,
+        "values": values,
+        "next_after": next_after,
+    })))
 }
 
 async fn patch(
@@ -166,7 +225,7 @@ async fn patch(
             state.scheduler.do_send(Wake {
                 publish_at: full.row.publish_at,
             });
-            Ok(HttpResponse::Ok().json(view(&full, (0, 0))))
+            Ok(HttpResponse::Ok().json(fresh_view(&full)))
         }
         ChangeOutcome::NotFound => Err(AppError::NotFound(format!("announcement {id}"))),
         ChangeOutcome::NotScheduled(status) => Err(AppError::Conflict {
@@ -203,7 +262,7 @@ async fn withdraw(
         }
         WithdrawOutcome::Unchanged(full) => full,
     };
-    Ok(HttpResponse::Ok().json(view(&full, (0, 0))))
+    Ok(HttpResponse::Ok().json(fresh_view(&full)))
 }
 
 async fn presence(_: AdminAuth, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
@@ -256,20 +315,15 @@ async fn mint_token(
     state: web::Data<AppState>,
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let user_id = body.user_id.trim();
-    if user_id.is_empty() || user_id.len() > 200 {
-        return Err(AppError::Validation(vec![crate::domain::FieldError {
-            field: "user_id".into(),
-            message: "must be 1 to 200 bytes long".into(),
-        }]));
-    }
+    let user_id = crate::domain::draft::token_subject(&body.user_id, &body.groups)
+        .map_err(AppError::Validation)?;
     let ttl = body
         .ttl_seconds
         .unwrap_or(state.settings.token_ttl)
         .clamp(1, 366 * 24 * 3600);
     let (token, claims) = state
         .keys
-        .mint(user_id, &body.groups, ttl)
+        .mint(&user_id, &body.groups, ttl)
         .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(HttpResponse::Created().json(json!({
         "token": token,

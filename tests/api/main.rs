@@ -4,6 +4,7 @@
 mod helpers;
 mod abuse_net;
 mod abuse_session;
+mod abuse_storage;
 mod admin;
 mod cluster;
 mod delivery;
