@@ -201,3 +201,32 @@ async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
 fn trusted(net: &str) -> ipnet::IpNet {
     herald::proxy::parse_trusted(net).expect("a CIDR block")
 }
+
+both_backends!(pages_forbid_framing_and_foreign_content);
+async fn pages_forbid_framing_and_foreign_content() {
+    let app = spawn_app().await;
+    for path in ["/", "/admin.html", "/index.html", "/app.js", "/herald.css"] {
+        let res = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status().as_u16(), 200, "{path}");
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let csp = header("Content-Security-Policy");
+        for directive in ["default-src 'self'", "frame-ancestors 'none'"] {
+            assert!(
+                csp.contains(directive),
+                "{path}: CSP {csp:?} lacks {directive}"
+            );
+        }
+        assert_eq!(header("X-Frame-Options"), "DENY", "{path}");
+    }
+}
