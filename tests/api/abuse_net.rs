@@ -230,3 +230,18 @@ async fn pages_forbid_framing_and_foreign_content() {
         assert_eq!(header("X-Frame-Options"), "DENY", "{path}");
     }
 }
+
+/// SQLite only: PostgreSQL keeps its files itself.
+#[actix_web::test]
+async fn a_fresh_sqlite_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    app.announce_all("written through the WAL").await;
+    let db = herald::db::sqlite_path(&app.state.settings.database_url).to_string();
+    // WAL mode: SQLite made the -wal and -shm files beside the database.
+    for file in [db.clone(), format!("{db}-wal"), format!("{db}-shm")] {
+        let meta = std::fs::metadata(&file).expect("the file exists");
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
+    }
+}
