@@ -245,3 +245,57 @@ async fn a_fresh_sqlite_database_is_readable_by_its_owner_only() {
         assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
     }
 }
+
+fn is_log_line(line: &str) -> bool {
+    [" TRACE ", " DEBUG ", " INFO ", " WARN ", " ERROR "]
+        .iter()
+        .any(|level| line.contains(level))
+}
+
+/// The admin token the database holds.
+fn stored_admin_token(url: &str) -> String {
+    use diesel::{QueryDsl, RunQueryDsl};
+    use herald::db::schema::settings;
+    let pool = herald::db::connect(url, 1, 5_000).expect("database");
+    let mut conn = pool.get().expect("connection");
+    settings::table
+        .find("admin_token")
+        .select(settings::value)
+        .first(&mut conn)
+        .expect("a stored admin token")
+}
+
+both_backends!(a_generated_admin_token_is_printed_once_and_never_logged);
+async fn a_generated_admin_token_is_printed_once_and_never_logged() {
+    let db = TestDb::new();
+    let node = Node::start_configured(&db.url, &[], |command| {
+        command.env_remove("HERALD_ADMIN_TOKEN");
+    });
+    let token = stored_admin_token(&db.url);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.log_lines(&token).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let lines = node.log_lines(&token);
+    assert_eq!(lines.len(), 1, "printed once: {lines:?}");
+    assert!(
+        !is_log_line(&lines[0]),
+        "the token went through the log: {lines:?}"
+    );
+    let said = node.log_lines("admin token");
+    assert!(
+        said.iter().any(|l| is_log_line(l)),
+        "the log says a token was generated: {said:?}"
+    );
+    let res = reqwest::Client::new()
+        .get(node.url("/api/presence"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.status().as_u16(),
+        200,
+        "the printed token is the admin token"
+    );
+}

@@ -499,7 +499,17 @@ impl Node {
     /// Starts with the test secrets, a 200 ms poll and `extra` flags, and
     /// waits for the printed address.
     pub fn start_with(db: &str, extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        Node::start_configured(db, extra, |_| {})
+    }
+
+    /// As `start_with`, with a last say over the command (its environment).
+    pub fn start_configured(
+        db: &str,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        command
             .args(["--bind", "127.0.0.1:0", "--database-url", db])
             .args(["--poll-interval-ms", "200", "--workers", "1"])
             .args(["--db-pool-size", "6"])
@@ -508,9 +518,9 @@ impl Node {
             .env("HERALD_JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn herald");
+            .stderr(Stdio::inherit());
+        configure(&mut command);
+        let mut child = command.spawn().expect("spawn herald");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
