@@ -5,6 +5,7 @@
 use crate::helpers::*;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// How a handshake ended: upgraded, or refused with a status and body.
@@ -298,4 +299,42 @@ async fn a_generated_admin_token_is_printed_once_and_never_logged() {
         200,
         "the printed token is the admin token"
     );
+}
+
+both_backends!(close_codes_herald_does_not_know_are_counted_as_other);
+async fn close_codes_herald_does_not_know_are_counted_as_other() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    let app = spawn_app().await;
+    let disconnects = "herald_disconnects_total{code=";
+    let before = sample(
+        &metrics_text(&app).await,
+        &format!("{disconnects}\"other\"}}"),
+    );
+    let mut ws = app.connect("alice").await;
+    let frame = CloseFrame {
+        code: CloseCode::from(4321),
+        reason: "".into(),
+    };
+    ws.stream
+        .send(Message::Close(Some(frame)))
+        .await
+        .expect("close");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let text = loop {
+        let text = metrics_text(&app).await;
+        let other = sample(&text, &format!("{disconnects}\"other\"}}"));
+        if other > before
+            || text.contains("code=\"4321\"")
+            || tokio::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        !text.contains("code=\"4321\""),
+        "a client chose a label value"
+    );
+    assert!(sample(&text, &format!("{disconnects}\"other\"}}")) > before);
 }
