@@ -126,7 +126,7 @@ impl ClusterHandle {
             .await;
             if let Err(e) = sent {
                 // Better this node's tabs than nobody's.
-                tracing::warn!(error = %e, user_id = %msg.user_id, "could not tell other nodes about reads");
+                tracing::warn!(error = %e, user_id = ?msg.user_id, "could not tell other nodes about reads");
                 registry.do_send(msg);
             }
         });
@@ -256,7 +256,7 @@ impl Listener {
                 match serde_json::from_str::<Event>(&notification.payload) {
                     Ok(event) => events.push(event),
                     Err(e) => {
-                        tracing::warn!(payload = %notification.payload, error = %e, "ignoring a notification herald cannot read")
+                        tracing::warn!(payload = ?notification.payload, error = %e, "ignoring a notification herald cannot read")
                     }
                 }
             }

@@ -310,9 +310,9 @@ async fn log_request(
     let status = res.status().as_u16();
     let ms = started.elapsed().as_millis() as u64;
     if status >= 500 {
-        tracing::warn!(%method, %path, status, ms, "request failed");
+        tracing::warn!(%method, ?path, status, ms, "request failed");
     } else {
-        tracing::debug!(%method, %path, status, ms, "request");
+        tracing::debug!(%method, ?path, status, ms, "request");
     }
     Ok(res)
 }

@@ -137,7 +137,7 @@ impl Session {
             return;
         }
         self.closed_with = Some(code);
-        tracing::debug!(session_id = self.id, user_id = %self.user_id, code, reason, "closing session");
+        tracing::debug!(session_id = self.id, user_id = ?self.user_id, code, reason, "closing session");
         ctx.close(Some(ws::CloseReason {
             code: ws::CloseCode::from(code),
             description: Some(reason.to_string()),
@@ -295,7 +295,7 @@ impl Session {
                 act.finish_catch_up(ctx, cursor, unread, frames)
             }
             Err(e) => {
-                tracing::warn!(session_id = act.id, user_id = %act.user_id, error = %e, "catch-up failed");
+                tracing::warn!(session_id = act.id, user_id = ?act.user_id, error = %e, "catch-up failed");
                 act.send(ctx, protocol::error(
                     "storage_unavailable",
                     "could not load your announcements; reconnect shortly",
@@ -423,7 +423,7 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         METRICS.connects.inc();
-        tracing::debug!(session_id = self.id, user_id = %self.user_id, legacy = self.legacy, "session open");
+        tracing::debug!(session_id = self.id, user_id = ?self.user_id, legacy = self.legacy, "session open");
         self.heartbeat(ctx);
         self.watch_expiry(ctx);
         self.register(ctx);

@@ -338,3 +338,36 @@ async fn close_codes_herald_does_not_know_are_counted_as_other() {
     );
     assert!(sample(&text, &format!("{disconnects}\"other\"}}")) > before);
 }
+
+both_backends!(user_ids_cannot_forge_log_lines);
+async fn user_ids_cannot_forge_log_lines() {
+    let db = TestDb::new();
+    let node = Node::start_configured(&db.url, &[], |command| {
+        command.env("RUST_LOG", "debug");
+    });
+    let user = "eve\n2030-01-01T00:00:00Z  INFO FORGED admin signed in \u{1b}[2K";
+    let url = node.ws_url(
+        "/ws?id=eve%0A2030-01-01T00%3A00%3A00Z%20%20INFO%20FORGED%20admin%20signed%20in%20%1B%5B2K",
+    );
+    let (mut ws, _) = Ws::open(&url, &["herald.v1", &user_token(user)])
+        .await
+        .expect("open");
+    assert_eq!(ws.next_json().await["data"]["user_id"], user);
+    ws.close().await;
+    // The session's open and close lines are written by now or shortly.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.log_lines("session open").is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        !node.log_lines("session open").is_empty(),
+        "debug logging is on"
+    );
+    let forged = node.log_lines("FORGED");
+    assert!(
+        forged
+            .iter()
+            .all(|l| !l.starts_with("2030") && !l.contains('\u{1b}')),
+        "a user id wrote its own log line: {forged:?}"
+    );
+}
