@@ -371,3 +371,66 @@ async fn user_ids_cannot_forge_log_lines() {
         "a user id wrote its own log line: {forged:?}"
     );
 }
+
+fn signal(node: &Node, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &node.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name}");
+}
+
+async fn exit_status(node: &mut Node) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(status) = node.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "herald did not exit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+both_backends!(a_second_signal_does_not_cut_the_receipt_flush_short);
+async fn a_second_signal_does_not_cut_the_receipt_flush_short() {
+    let db = TestDb::new();
+    // Receipts wait a minute for their batch: only the shutdown flush writes them.
+    let slow_batches = ["--receipt-flush-ms", "60000", "--shutdown-grace", "5"];
+    let mut node = Node::start_with(&db.url, &slow_batches);
+    let (mut ws, _) = Ws::open(
+        &node.ws_url("/ws?id=alice"),
+        &["herald.v1", &user_token("alice")],
+    )
+    .await
+    .expect("open");
+    assert_eq!(ws.next_json().await["type"], "welcome");
+    let id = node
+        .announce(&serde_json::json!({"title": "t", "content": "c", "audience": {"all": true}}))
+        .await;
+    assert_eq!(ws.next_of("announcement").await["data"]["id"], id);
+    ws.send_json(serde_json::json!({"type": "ack", "data": {"ids": [id]}}))
+        .await;
+    ws.send_json(serde_json::json!({"type": "read", "data": {"ids": [id]}}))
+        .await;
+    // A pong means the session has handed both receipts to the writer.
+    ws.send_text("ping").await;
+    ws.next_of("pong").await;
+
+    signal(&node, "TERM");
+    signal(&node, "TERM");
+    signal(&node, "INT");
+    let exit = exit_status(&mut node).await;
+    assert!(exit.success(), "exit status {exit:?}");
+    let noted = node.log_lines("shutdown already in progress");
+    // Signals of one kind that arrive together may be seen as one.
+    assert!(!noted.is_empty(), "a further signal is logged");
+    drop(node);
+
+    let node = Node::start(&db.url);
+    let stats = &node.admin_get(&format!("/api/announcements/{id}")).await["stats"];
+    assert_eq!(stats["delivered"], 1, "{stats}");
+    assert_eq!(stats["read"], 1, "{stats}");
+}
