@@ -44,13 +44,21 @@ fn serve(settings: herald::config::Settings) -> Result<(), String> {
         let base = format!("http://{}", display_addr(&settings.bind, app.port()));
         tracing::info!(address = %base, database = %db::redacted(&settings.database_url), "herald is listening");
         if let Some(token) = &app.generated_admin_token {
-            tracing::info!(
-                "generated the admin token (shown once; it is stored in the database): {token}"
-            );
-            tracing::info!("admin console: {base}/admin.html");
+            tracing::info!("generated the admin token; printed once on standard output, not logged");
+            print_admin_token(token, &base);
         }
         app.run_until_stopped().await.map_err(|e| e.to_string())
     })
+}
+
+/// The one time a generated admin token is shown: printed, not logged,
+/// because log events may be shipped to places that must not hold it.
+fn print_admin_token(token: &str, base: &str) {
+    println!(
+        "herald generated the admin token (shown only this once; it is stored in the database):"
+    );
+    println!("    {token}");
+    println!("admin console: {base}/admin.html");
 }
 
 fn display_addr(bind: &str, port: u16) -> String {

@@ -173,9 +173,13 @@ impl Application {
         let state = self.state.clone();
         let server = self.server;
         let handle = server.handle();
+        // Listening starts before the server runs, so that no early signal
+        // meets the default action (an abrupt exit).
+        let mut signals = ShutdownSignals::listen();
         actix_web::rt::spawn(async move {
-            shutdown_signal().await;
-            shutdown(&state, &handle).await;
+            signals.next().await;
+            let stopping = std::pin::pin!(shutdown(&state, &handle));
+            signals.ignore_until(stopping).await;
         });
         let cluster = self.state.cluster.clone();
         let served = server.await;
@@ -216,25 +220,63 @@ pub async fn shutdown(state: &AppState, handle: &ServerHandle) {
     tracing::info!("stopped");
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT, listened to from start to exit. The first starts
+/// the orderly stop; the ones after it (an impatient operator, a process
+/// manager repeating itself) must not end the process while pending
+/// receipts are written, so they are logged and otherwise ignored: the
+/// flush and the grace period decide when herald exits.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl ShutdownSignals {
+    fn listen() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)));
+            if let Err(e) = &streams {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT");
+            }
+            ShutdownSignals {
+                streams: streams.ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    /// Waits for the next signal (forever when none can be received).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        match &mut self.streams {
+            Some((term, int)) => {
                 tokio::select! {
                     _ = term.recv() => {},
                     _ = int.recv() => {},
                 }
             }
-            _ => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    }
-    #[cfg(not(unix))]
-    {
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Runs `stopping` to its end, logging each further signal.
+    async fn ignore_until(
+        &mut self,
+        mut stopping: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = &mut stopping => return,
+                _ = self.next() => tracing::warn!(
+                    "shutdown already in progress; herald exits once pending receipts are written (within the grace period)"
+                ),
+            }
+        }
     }
 }
 
@@ -292,9 +334,9 @@ async fn log_request(
     let status = res.status().as_u16();
     let ms = started.elapsed().as_millis() as u64;
     if status >= 500 {
-        tracing::warn!(%method, %path, status, ms, "request failed");
+        tracing::warn!(%method, ?path, status, ms, "request failed");
     } else {
-        tracing::debug!(%method, %path, status, ms, "request");
+        tracing::debug!(%method, ?path, status, ms, "request");
     }
     Ok(res)
 }

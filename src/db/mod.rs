@@ -61,6 +61,11 @@ pub enum DbError {
     Migration(String),
     #[error("database worker failed: {0}")]
     Blocking(String),
+    #[error("database file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The URL with any password replaced by `***`, for logs:
@@ -109,6 +114,43 @@ pub fn sqlite_path(url: &str) -> &str {
         .unwrap_or(url)
 }
 
+/// Creates the SQLite file readable and writable by its owner only, before
+/// SQLite would create it 0644: it holds the generated JWT secret and admin
+/// token. SQLite gives the `-wal` and `-shm` files it creates later the main
+/// file's mode, so they are 0600 too. An existing file keeps its mode (the
+/// operator may have chosen it); one readable by others is warned about.
+#[cfg(unix)]
+fn create_private(path: &str) -> Result<(), DbError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path.is_empty() || path == ":memory:" || path.starts_with("file:") {
+        return Ok(());
+    }
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());
+            if mode & 0o077 != 0 {
+                tracing::warn!(path, mode = format!("{:o}", mode & 0o777), "the database file, which holds herald's secrets, is readable by other users; consider chmod 600");
+            }
+            Ok(())
+        }
+        Err(source) => Err(DbError::File {
+            path: path.to_string(),
+            source,
+        }),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private(_: &str) -> Result<(), DbError> {
+    Ok(())
+}
+
 /// Sets the SQLite pragmas herald relies on for every pooled connection:
 /// WAL so readers never wait for the writer, a busy timeout so concurrent
 /// writers queue instead of failing, and enforced foreign keys.
@@ -137,7 +179,10 @@ pub fn connect(url: &str, max_size: u32, busy_timeout_ms: u64) -> Result<DbPool,
     let backend = Backend::of(url);
     let target = match backend {
         Backend::Postgres => url.to_string(),
-        Backend::Sqlite => sqlite_path(url).to_string(),
+        Backend::Sqlite => {
+            create_private(sqlite_path(url))?;
+            sqlite_path(url).to_string()
+        }
     };
     let manager = ConnectionManager::<DbConn>::new(target);
     let pool = Pool::builder()

@@ -1,6 +1,9 @@
 //! The demo pages and `herald.js`, embedded in the binary so herald serves
 //! them from any working directory. Each carries an ETag; HTML and scripts
-//! are revalidated on every load so an upgrade is never half-applied.
+//! are revalidated on every load so an upgrade is never half-applied. Each
+//! also carries a Content-Security-Policy and X-Frame-Options, so the pages
+//! (which hold the admin token) run only herald's own code and cannot be
+//! framed by another site.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -20,6 +23,13 @@ macro_rules! asset {
         }
     };
 }
+
+/// The pages load only their own scripts and styles (no inline code) and
+/// talk to herald over fetch and WebSocket. `'self'` covers same-origin
+/// WebSocket only in CSP level 3 browsers, hence `ws:`/`wss:`. Form
+/// submission and `<base>` are not covered by `default-src`.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
+    frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 static ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
@@ -58,7 +68,9 @@ fn serve(req: &HttpRequest, asset: &Asset) -> HttpResponse {
     response
         .insert_header((header::ETAG, tag))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Content-Type-Options", "nosniff"));
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"));
     if fresh {
         return response.finish();
     }

@@ -175,7 +175,7 @@ fn start(
     }
     let echo: Vec<&str> = creds.echo.as_deref().into_iter().collect();
     let rejected = |code: u16, error_code: &'static str, message: String| {
-        tracing::debug!(code, error_code, %message, "websocket rejected");
+        tracing::debug!(code, error_code, ?message, "websocket rejected");
         METRICS
             .rejected_connects
             .with_label_values(&[error_code])

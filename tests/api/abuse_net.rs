@@ -5,6 +5,7 @@
 use crate::helpers::*;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// How a handshake ended: upgraded, or refused with a status and body.
@@ -200,4 +201,236 @@ async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
 
 fn trusted(net: &str) -> ipnet::IpNet {
     herald::proxy::parse_trusted(net).expect("a CIDR block")
+}
+
+both_backends!(pages_forbid_framing_and_foreign_content);
+async fn pages_forbid_framing_and_foreign_content() {
+    let app = spawn_app().await;
+    for path in ["/", "/admin.html", "/index.html", "/app.js", "/herald.css"] {
+        let res = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status().as_u16(), 200, "{path}");
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let csp = header("Content-Security-Policy");
+        for directive in ["default-src 'self'", "frame-ancestors 'none'"] {
+            assert!(
+                csp.contains(directive),
+                "{path}: CSP {csp:?} lacks {directive}"
+            );
+        }
+        assert_eq!(header("X-Frame-Options"), "DENY", "{path}");
+    }
+}
+
+/// SQLite only: PostgreSQL keeps its files itself.
+#[actix_web::test]
+async fn a_fresh_sqlite_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    app.announce_all("written through the WAL").await;
+    let db = herald::db::sqlite_path(&app.state.settings.database_url).to_string();
+    // WAL mode: SQLite made the -wal and -shm files beside the database.
+    for file in [db.clone(), format!("{db}-wal"), format!("{db}-shm")] {
+        let meta = std::fs::metadata(&file).expect("the file exists");
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
+    }
+}
+
+fn is_log_line(line: &str) -> bool {
+    [" TRACE ", " DEBUG ", " INFO ", " WARN ", " ERROR "]
+        .iter()
+        .any(|level| line.contains(level))
+}
+
+/// The admin token the database holds.
+fn stored_admin_token(url: &str) -> String {
+    use diesel::{QueryDsl, RunQueryDsl};
+    use herald::db::schema::settings;
+    let pool = herald::db::connect(url, 1, 5_000).expect("database");
+    let mut conn = pool.get().expect("connection");
+    settings::table
+        .find("admin_token")
+        .select(settings::value)
+        .first(&mut conn)
+        .expect("a stored admin token")
+}
+
+both_backends!(a_generated_admin_token_is_printed_once_and_never_logged);
+async fn a_generated_admin_token_is_printed_once_and_never_logged() {
+    let db = TestDb::new();
+    let node = Node::start_configured(&db.url, &[], |command| {
+        command.env_remove("HERALD_ADMIN_TOKEN");
+    });
+    let token = stored_admin_token(&db.url);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.log_lines(&token).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let lines = node.log_lines(&token);
+    assert_eq!(lines.len(), 1, "printed once: {lines:?}");
+    assert!(
+        !is_log_line(&lines[0]),
+        "the token went through the log: {lines:?}"
+    );
+    let said = node.log_lines("admin token");
+    assert!(
+        said.iter().any(|l| is_log_line(l)),
+        "the log says a token was generated: {said:?}"
+    );
+    let res = reqwest::Client::new()
+        .get(node.url("/api/presence"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.status().as_u16(),
+        200,
+        "the printed token is the admin token"
+    );
+}
+
+both_backends!(close_codes_herald_does_not_know_are_counted_as_other);
+async fn close_codes_herald_does_not_know_are_counted_as_other() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    let app = spawn_app().await;
+    let disconnects = "herald_disconnects_total{code=";
+    let before = sample(
+        &metrics_text(&app).await,
+        &format!("{disconnects}\"other\"}}"),
+    );
+    let mut ws = app.connect("alice").await;
+    let frame = CloseFrame {
+        code: CloseCode::from(4321),
+        reason: "".into(),
+    };
+    ws.stream
+        .send(Message::Close(Some(frame)))
+        .await
+        .expect("close");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let text = loop {
+        let text = metrics_text(&app).await;
+        let other = sample(&text, &format!("{disconnects}\"other\"}}"));
+        if other > before
+            || text.contains("code=\"4321\"")
+            || tokio::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        !text.contains("code=\"4321\""),
+        "a client chose a label value"
+    );
+    assert!(sample(&text, &format!("{disconnects}\"other\"}}")) > before);
+}
+
+both_backends!(user_ids_cannot_forge_log_lines);
+async fn user_ids_cannot_forge_log_lines() {
+    let db = TestDb::new();
+    let node = Node::start_configured(&db.url, &[], |command| {
+        command.env("RUST_LOG", "debug");
+    });
+    let user = "eve\n2030-01-01T00:00:00Z  INFO FORGED admin signed in \u{1b}[2K";
+    let url = node.ws_url(
+        "/ws?id=eve%0A2030-01-01T00%3A00%3A00Z%20%20INFO%20FORGED%20admin%20signed%20in%20%1B%5B2K",
+    );
+    let (mut ws, _) = Ws::open(&url, &["herald.v1", &user_token(user)])
+        .await
+        .expect("open");
+    assert_eq!(ws.next_json().await["data"]["user_id"], user);
+    ws.close().await;
+    // The session's open and close lines are written by now or shortly.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.log_lines("session open").is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        !node.log_lines("session open").is_empty(),
+        "debug logging is on"
+    );
+    let forged = node.log_lines("FORGED");
+    assert!(
+        forged
+            .iter()
+            .all(|l| !l.starts_with("2030") && !l.contains('\u{1b}')),
+        "a user id wrote its own log line: {forged:?}"
+    );
+}
+
+fn signal(node: &Node, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &node.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name}");
+}
+
+async fn exit_status(node: &mut Node) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(status) = node.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "herald did not exit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+both_backends!(a_second_signal_does_not_cut_the_receipt_flush_short);
+async fn a_second_signal_does_not_cut_the_receipt_flush_short() {
+    let db = TestDb::new();
+    // Receipts wait a minute for their batch: only the shutdown flush writes them.
+    let slow_batches = ["--receipt-flush-ms", "60000", "--shutdown-grace", "5"];
+    let mut node = Node::start_with(&db.url, &slow_batches);
+    let (mut ws, _) = Ws::open(
+        &node.ws_url("/ws?id=alice"),
+        &["herald.v1", &user_token("alice")],
+    )
+    .await
+    .expect("open");
+    assert_eq!(ws.next_json().await["type"], "welcome");
+    let id = node
+        .announce(&serde_json::json!({"title": "t", "content": "c", "audience": {"all": true}}))
+        .await;
+    assert_eq!(ws.next_of("announcement").await["data"]["id"], id);
+    ws.send_json(serde_json::json!({"type": "ack", "data": {"ids": [id]}}))
+        .await;
+    ws.send_json(serde_json::json!({"type": "read", "data": {"ids": [id]}}))
+        .await;
+    // A pong means the session has handed both receipts to the writer.
+    ws.send_text("ping").await;
+    ws.next_of("pong").await;
+
+    signal(&node, "TERM");
+    signal(&node, "TERM");
+    signal(&node, "INT");
+    let exit = exit_status(&mut node).await;
+    assert!(exit.success(), "exit status {exit:?}");
+    let noted = node.log_lines("shutdown already in progress");
+    // Signals of one kind that arrive together may be seen as one.
+    assert!(!noted.is_empty(), "a further signal is logged");
+    drop(node);
+
+    let node = Node::start(&db.url);
+    let stats = &node.admin_get(&format!("/api/announcements/{id}")).await["stats"];
+    assert_eq!(stats["delivered"], 1, "{stats}");
+    assert_eq!(stats["read"], 1, "{stats}");
 }

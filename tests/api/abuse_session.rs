@@ -223,7 +223,7 @@ async fn stalled_replays_hold_a_page_not_the_backlog() {
     let dir = tempfile::tempdir().expect("dir");
     // Two malloc arenas keep glibc's per-thread arenas from adding noise
     // of their own to what the sessions hold.
-    let node = Node::start_with_env(
+    let node = Node::start_configured(
         &sqlite_in(&dir),
         &[
             "--max-content-chars",
@@ -231,7 +231,9 @@ async fn stalled_replays_hold_a_page_not_the_backlog() {
             "--max-body-bytes",
             &(4 * CONTENT).to_string(),
         ],
-        &[("MALLOC_ARENA_MAX", "2")],
+        |command| {
+            command.env("MALLOC_ARENA_MAX", "2");
+        },
     );
     let pid = node.child.id();
     let content = "x".repeat(CONTENT);

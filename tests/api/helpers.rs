@@ -500,12 +500,17 @@ impl Node {
     /// Starts with the test secrets, a 200 ms poll and `extra` flags, and
     /// waits for the printed address.
     pub fn start_with(db: &str, extra: &[&str]) -> Node {
-        Node::start_with_env(db, extra, &[])
+        Node::start_configured(db, extra, |_| {})
     }
 
-    /// `start_with`, with extra environment variables for the process.
-    pub fn start_with_env(db: &str, extra: &[&str], envs: &[(&str, &str)]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+    /// As `start_with`, with a last say over the command (its environment).
+    pub fn start_configured(
+        db: &str,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        command
             .args(["--bind", "127.0.0.1:0", "--database-url", db])
             .args(["--poll-interval-ms", "200", "--workers", "1"])
             .args(["--db-pool-size", "6"])
@@ -513,11 +518,10 @@ impl Node {
             .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("HERALD_JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "info")
-            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn herald");
+            .stderr(Stdio::inherit());
+        configure(&mut command);
+        let mut child = command.spawn().expect("spawn herald");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));

@@ -287,13 +287,8 @@ impl Actor for Session {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        let code = self
-            .closed_with
-            .map_or_else(|| "none".to_string(), |c| c.to_string());
-        METRICS
-            .disconnects
-            .with_label_values(&[code.as_str()])
-            .inc();
+        let code = crate::metrics::close_code_label(self.closed_with);
+        METRICS.disconnects.with_label_values(&[code]).inc();
         self.deps.registry.do_send(Disconnect {
             user_id: self.core.user_id().clone(),
             session_id: self.core.id(),
