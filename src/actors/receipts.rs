@@ -9,7 +9,9 @@ use crate::db::receipts::ReceiptEvent;
 use crate::db::{self, DbPool};
 use actix::prelude::*;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Flush at once when this many receipts are waiting.
 const FLUSH_AT: usize = 20_000;
@@ -23,6 +25,8 @@ pub struct ReceiptWriter {
     interval: Duration,
     pending: Vec<(ReceiptEvent, Option<SessionId>)>,
     flushing: bool,
+    /// Woken when a flush ends, for a `Flush` that came in during it.
+    idle: Arc<Notify>,
     scheduled: bool,
     failures: u32,
 }
@@ -35,6 +39,7 @@ impl ReceiptWriter {
             interval,
             pending: Vec::new(),
             flushing: false,
+            idle: Arc::new(Notify::new()),
             scheduled: false,
             failures: 0,
         }
@@ -68,6 +73,7 @@ impl ReceiptWriter {
         });
         Box::pin(write.into_actor(self).map(move |result, act, ctx| {
             act.flushing = false;
+            act.idle.notify_waiters();
             let written = batch.len();
             match result {
                 Ok(outcome) => {
@@ -96,6 +102,17 @@ impl ReceiptWriter {
             }
             written
         }))
+    }
+
+    fn flush_after_current(&mut self) -> ResponseActFuture<Self, usize> {
+        if !self.flushing {
+            return self.flush();
+        }
+        let idle = self.idle.clone().notified_owned();
+        Box::pin(
+            idle.into_actor(self)
+                .then(|_, act, _| act.flush_after_current()),
+        )
     }
 
     /// Tells each reader's other tabs (on any node) what was read.
@@ -154,7 +171,9 @@ impl Handler<Record> for ReceiptWriter {
 impl Handler<Flush> for ReceiptWriter {
     type Result = ResponseActFuture<Self, usize>;
 
+    /// Writes everything pending now; a flush already writing is waited for
+    /// first, so what arrived during it is written too (shutdown relies on it).
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        self.flush()
+        self.flush_after_current()
     }
 }

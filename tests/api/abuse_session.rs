@@ -333,3 +333,58 @@ async fn stalled_handshakes_leave_connections_for_publishing() {
         assert_eq!(ws.next_json().await["type"], "welcome");
     }
 }
+
+/// Shutdown's flush used to answer at once while an earlier flush was still
+/// writing, so receipts that arrived meanwhile were never written before
+/// the process stopped. Holds the first write back with a database lock.
+#[actix_web::test]
+async fn a_flush_waits_for_the_write_in_flight_and_writes_what_came_meanwhile() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    use herald::actors::messages::{Flush, Record};
+    use herald::db::receipts::{ReceiptEvent, ReceiptKind};
+    let app = spawn_app_with(|s| {
+        s.receipt_flush_ms = 60_000;
+        s.db_busy_timeout_ms = 3_000;
+    })
+    .await;
+    let ws = app.connect("alice").await;
+    let id = app.announce_all("ack me").await["id"].as_i64().expect("id");
+    let receipt = |kind| Record {
+        events: vec![ReceiptEvent {
+            announcement_id: id,
+            user_id: "alice".into(),
+            groups: Vec::new().into(),
+            kind,
+        }],
+        origin: None,
+    };
+    let writer = app.state.receipts.clone();
+    writer.do_send(receipt(ReceiptKind::Delivered));
+
+    let path = herald::db::sqlite_path(&app.state.settings.database_url).to_string();
+    let mut locker = diesel::SqliteConnection::establish(&path).expect("second connection");
+    locker.batch_execute("BEGIN EXCLUSIVE").expect("lock");
+    let first = writer.send(Flush);
+    // Let the first flush start (and block on the lock) before more comes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    writer.do_send(receipt(ReceiptKind::Read));
+    let second = writer.send(Flush);
+    let unlock = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        locker.batch_execute("COMMIT").expect("unlock");
+    };
+    let (_, first, second) = tokio::join!(unlock, first, second);
+    assert_eq!(first.expect("first flush"), 1);
+    assert_eq!(
+        second.expect("second flush"),
+        1,
+        "the read waited and was written"
+    );
+    let stats = app.announcement(id).await["stats"].clone();
+    assert_eq!(
+        (stats["delivered"].as_i64(), stats["read"].as_i64()),
+        (Some(1), Some(1))
+    );
+    drop(ws);
+}
