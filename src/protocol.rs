@@ -4,6 +4,8 @@
 
 pub mod codes;
 
+use codes::error;
+
 use crate::db::models::Announcement;
 use crate::domain::rfc3339;
 use bytestring::ByteString;
@@ -73,7 +75,7 @@ fn data<T: for<'de> Deserialize<'de>>(
 ) -> Result<T, FrameError> {
     serde_json::from_value(value).map_err(|_| {
         FrameError::new(
-            "bad_frame",
+            error::BAD_FRAME,
             format!("'{kind}' needs data of the form {shape}"),
         )
     })
@@ -83,7 +85,7 @@ fn ids(kind: &str, value: Value) -> Result<Vec<i64>, FrameError> {
     let IdsData { ids } = data(kind, value, r#"{"ids":[1,2]}"#)?;
     if ids.len() > MAX_IDS_PER_FRAME {
         return Err(FrameError::new(
-            "bad_frame",
+            error::BAD_FRAME,
             format!("at most {MAX_IDS_PER_FRAME} ids per frame"),
         ));
     }
@@ -98,7 +100,7 @@ pub fn parse_client_text(text: &str) -> Result<ClientFrame, FrameError> {
     }
     let envelope: Envelope = serde_json::from_str(trimmed).map_err(|_| {
         FrameError::new(
-            "bad_json",
+            error::BAD_JSON,
             "frames are JSON objects like {\"type\":\"ping\"}",
         )
     })?;
@@ -106,7 +108,10 @@ pub fn parse_client_text(text: &str) -> Result<ClientFrame, FrameError> {
         return Ok(ClientFrame::Heartbeat);
     }
     let Some(kind) = envelope.kind else {
-        return Err(FrameError::new("bad_frame", "the frame has no \"type\""));
+        return Err(FrameError::new(
+            error::BAD_FRAME,
+            "the frame has no \"type\"",
+        ));
     };
     match kind.as_str() {
         "ping" | "headerBeat" | "heartbeat" => Ok(ClientFrame::Heartbeat),
@@ -117,7 +122,7 @@ pub fn parse_client_text(text: &str) -> Result<ClientFrame, FrameError> {
         "refresh" => data::<RefreshData>(&kind, envelope.data, r#"{"token":"..."}"#)
             .map(|d| ClientFrame::Refresh(d.token)),
         other => Err(FrameError::new(
-            "unknown_type",
+            error::UNKNOWN_TYPE,
             format!("unknown frame type '{}'", truncate(other, 40)),
         )),
     }

@@ -8,7 +8,7 @@ use crate::actors::session::{Rejected, Session, SessionParams};
 use crate::auth::TokenError;
 use crate::error::AppError;
 use crate::metrics::METRICS;
-use crate::protocol::codes::close;
+use crate::protocol::codes::{close, error};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -189,7 +189,7 @@ fn start(
     let verdict = match creds.token {
         None => rejected(
             close::UNAUTHORIZED,
-            "missing_token",
+            error::MISSING_TOKEN,
             "send a token in Sec-WebSocket-Protocol, ?token= or the cookie".into(),
         ),
         Some(token) => match user_id.as_deref().filter(|id| !id.is_empty()) {
@@ -199,15 +199,15 @@ fn start(
         .or_else(|e| match e {
             TokenError::WrongUser => rejected(
                 close::FORBIDDEN,
-                "forbidden",
+                error::FORBIDDEN,
                 "the token belongs to another user".into(),
             ),
             TokenError::Expired => rejected(
                 close::UNAUTHORIZED,
-                "token_expired",
+                error::TOKEN_EXPIRED,
                 "the token has expired".into(),
             ),
-            e => rejected(close::UNAUTHORIZED, "unauthorized", e.to_string()),
+            e => rejected(close::UNAUTHORIZED, error::UNAUTHORIZED, e.to_string()),
         }),
     };
     // Every socket reads through the guard, a rejected one too: no client
