@@ -4,7 +4,7 @@
 //! handshakes never takes every connection the scheduler, the receipt
 //! writer and REST need.
 
-use super::session::core::{Load, Opening, ReplayPage};
+use super::session::effects::{Load, Opening, ReplayPage};
 use crate::db::catch_up::{self, PageLimits, ReplayRows};
 use crate::db::{self, DbError, DbPool};
 use crate::protocol::{self, AnnouncementView};

@@ -4,8 +4,10 @@
 //! core decides; database work goes through the catch-up store.
 
 pub mod core;
+pub mod effects;
 
-use self::core::{CoreParams, Effect, Fragment, Load, SessionCore};
+use self::core::SessionCore;
+use self::effects::{CoreParams, Effect, Fragment, Load};
 use super::catch_up::{CatchUpStore, Loaded, Reader};
 use super::messages::*;
 use super::receipts::ReceiptWriter;
