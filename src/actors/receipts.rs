@@ -60,7 +60,8 @@ impl ReceiptWriter {
         });
     }
 
-    /// Starts a write of everything pending; resolves to how many were written.
+    /// Starts a write of everything pending; resolves to how many were
+    /// written (0 when the write failed and they wait for a retry).
     fn flush(&mut self) -> ResponseActFuture<Self, usize> {
         if self.flushing || self.pending.is_empty() {
             return Box::pin(fut::ready(0));
@@ -74,8 +75,7 @@ impl ReceiptWriter {
         Box::pin(write.into_actor(self).map(move |result, act, ctx| {
             act.flushing = false;
             act.idle.notify_waiters();
-            let written = batch.len();
-            match result {
+            let written = match result {
                 Ok(outcome) => {
                     act.failures = 0;
                     crate::metrics::METRICS
@@ -83,10 +83,11 @@ impl ReceiptWriter {
                         .inc_by(outcome.accepted as u64);
                     tracing::debug!(accepted = outcome.accepted, rejected = outcome.rejected, "receipts written");
                     act.sync_reads(&batch, &outcome.read);
+                    batch.len()
                 }
                 Err(e) => {
                     act.failures += 1;
-                    tracing::warn!(error = %e, pending = written, "receipt write failed; will retry");
+                    tracing::warn!(error = %e, pending = batch.len(), "receipt write failed; will retry");
                     let mut retry = batch;
                     retry.append(&mut act.pending);
                     if retry.len() > MAX_PENDING {
@@ -95,8 +96,9 @@ impl ReceiptWriter {
                         retry.drain(..dropped);
                     }
                     act.pending = retry;
+                    0
                 }
-            }
+            };
             if !act.pending.is_empty() {
                 act.schedule(ctx);
             }

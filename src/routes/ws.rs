@@ -5,7 +5,7 @@
 
 use super::frame_guard::FrameGuard;
 use crate::actors::session::{Rejected, Session, SessionParams};
-use crate::auth::TokenError;
+use crate::auth::{Claims, TokenError};
 use crate::error::AppError;
 use crate::metrics::METRICS;
 use crate::protocol::codes::{close, error};
@@ -158,58 +158,9 @@ fn start(
 ) -> Result<HttpResponse, actix_web::Error> {
     let settings = &state.settings;
     let creds = credentials(&req, &query, &settings.token_cookie);
-    if !origin_allowed(&req, &settings.allowed_origins)
-        || (creds.ambient && !cookie_origin_allowed(&req, &settings.allowed_origins))
-    {
-        return Err(refuse_origin(&req));
-    }
-    if let Some(peer) = req.peer_addr() {
-        let client = crate::proxy::client_ip(peer.ip(), req.headers(), &settings.trusted_proxies);
-        if !state.connect_limiter.allow(client) {
-            METRICS.rejected_connects.with_label_values(&["rate"]).inc();
-            return Err(AppError::TooManyRequests(
-                "too many new connections from your address; retry in a second".into(),
-            )
-            .into());
-        }
-    }
+    admit(&req, &creds, &state)?;
     let echo: Vec<&str> = creds.echo.as_deref().into_iter().collect();
-    let rejected = |code: u16, error_code: &'static str, message: String| {
-        tracing::debug!(code, error_code, ?message, "websocket rejected");
-        METRICS
-            .rejected_connects
-            .with_label_values(&[error_code])
-            .inc();
-        Err(Rejected {
-            code,
-            error_code,
-            message,
-        })
-    };
-    let verdict = match creds.token {
-        None => rejected(
-            close::UNAUTHORIZED,
-            error::MISSING_TOKEN,
-            "send a token in Sec-WebSocket-Protocol, ?token= or the cookie".into(),
-        ),
-        Some(token) => match user_id.as_deref().filter(|id| !id.is_empty()) {
-            Some(id) => state.keys.verify_for(&token, id),
-            None => state.keys.verify(&token),
-        }
-        .or_else(|e| match e {
-            TokenError::WrongUser => rejected(
-                close::FORBIDDEN,
-                error::FORBIDDEN,
-                "the token belongs to another user".into(),
-            ),
-            TokenError::Expired => rejected(
-                close::UNAUTHORIZED,
-                error::TOKEN_EXPIRED,
-                "the token has expired".into(),
-            ),
-            e => rejected(close::UNAUTHORIZED, error::UNAUTHORIZED, e.to_string()),
-        }),
-    };
+    let verdict = verify(&state, creds.token.as_deref(), user_id.as_deref());
     // Every socket reads through the guard, a rejected one too: no client
     // can make herald buffer more than a frame's worth.
     let oversized = Arc::new(AtomicBool::new(false));
@@ -223,7 +174,6 @@ fn start(
                 .start()
         }
     };
-
     let requested = query.heartbeat.as_deref().and_then(|h| h.parse().ok());
     let interval = settings.heartbeat_for(requested);
     let params = SessionParams {
@@ -242,4 +192,72 @@ fn start(
         .protocols(&echo)
         .frame_size(settings.max_frame_bytes)
         .start()
+}
+
+/// What is refused before the upgrade: a foreign `Origin` (always with an
+/// allow-list; with a cookie token, unless it is herald's own origin), and
+/// an address past its connection rate.
+fn admit(req: &HttpRequest, creds: &Credentials, state: &AppState) -> Result<(), actix_web::Error> {
+    let settings = &state.settings;
+    if !origin_allowed(req, &settings.allowed_origins)
+        || (creds.ambient && !cookie_origin_allowed(req, &settings.allowed_origins))
+    {
+        return Err(refuse_origin(req));
+    }
+    if let Some(peer) = req.peer_addr() {
+        let client = crate::proxy::client_ip(peer.ip(), req.headers(), &settings.trusted_proxies);
+        if !state.connect_limiter.allow(client) {
+            METRICS.rejected_connects.with_label_values(&["rate"]).inc();
+            return Err(AppError::TooManyRequests(
+                "too many new connections from your address; retry in a second".into(),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The token's claims, or the socket that tells the client why not (the
+/// upgrade is accepted so that a browser can read the close code).
+fn verify(
+    state: &AppState,
+    token: Option<&str>,
+    user_id: Option<&str>,
+) -> Result<Claims, Rejected> {
+    let rejected = |code: u16, error_code: &'static str, message: String| {
+        tracing::debug!(code, error_code, ?message, "websocket rejected");
+        METRICS
+            .rejected_connects
+            .with_label_values(&[error_code])
+            .inc();
+        Rejected {
+            code,
+            error_code,
+            message,
+        }
+    };
+    let Some(token) = token else {
+        return Err(rejected(
+            close::UNAUTHORIZED,
+            error::MISSING_TOKEN,
+            "send a token in Sec-WebSocket-Protocol, ?token= or the cookie".into(),
+        ));
+    };
+    match user_id.filter(|id| !id.is_empty()) {
+        Some(id) => state.keys.verify_for(token, id),
+        None => state.keys.verify(token),
+    }
+    .map_err(|e| match e {
+        TokenError::WrongUser => rejected(
+            close::FORBIDDEN,
+            error::FORBIDDEN,
+            "the token belongs to another user".into(),
+        ),
+        TokenError::Expired => rejected(
+            close::UNAUTHORIZED,
+            error::TOKEN_EXPIRED,
+            "the token has expired".into(),
+        ),
+        e => rejected(close::UNAUTHORIZED, error::UNAUTHORIZED, e.to_string()),
+    })
 }
