@@ -7,7 +7,7 @@ use crate::state::AppState;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use std::future::{ready, Ready};
 
-fn bearer(req: &HttpRequest) -> Option<&str> {
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get(actix_web::http::header::AUTHORIZATION)?
         .to_str()

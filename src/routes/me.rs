@@ -2,7 +2,7 @@
 //! `sub` of the bearer JWT; nobody reads another user's inbox.
 
 use super::auth::UserAuth;
-use crate::actors::messages::ReadSync;
+use crate::actors::messages::{ReadSync, Record};
 use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::db::{self};
 use crate::error::AppError;
@@ -17,7 +17,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/me/inbox", web::get().to(inbox))
         .route("/me/inbox/read-all", web::post().to(read_all))
         .route("/me/inbox/{id}/read", web::post().to(read_one))
-        .route("/me/unread-count", web::get().to(unread_count));
+        .route("/me/unread-count", web::get().to(unread_count))
+        .route("/me/receipts", web::post().to(receipts));
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,4 +139,51 @@ async fn read_all(
         mark_read(&state, claims.sub, claims.groups, ids).await?
     };
     Ok(HttpResponse::Ok().json(json!({ "marked": marked })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReceiptsInput {
+    #[serde(default)]
+    delivered: Vec<i64>,
+    #[serde(default)]
+    read: Vec<i64>,
+}
+
+/// Receipts without a socket (an event-stream client): the same batching
+/// writer and rules as `ack` and `read` frames; reads reach every tab.
+async fn receipts(
+    UserAuth(claims): UserAuth,
+    state: web::Data<AppState>,
+    body: web::Json<ReceiptsInput>,
+) -> Result<HttpResponse, AppError> {
+    let max = crate::protocol::MAX_IDS_PER_FRAME;
+    for (field, ids) in [("delivered", &body.delivered), ("read", &body.read)] {
+        if ids.len() > max {
+            return Err(AppError::Validation(vec![crate::domain::FieldError {
+                field: field.into(),
+                message: format!("at most {max} ids"),
+            }]));
+        }
+    }
+    let groups: Arc<[String]> = claims.groups.into();
+    let receipt = |announcement_id: &i64, kind| ReceiptEvent {
+        announcement_id: *announcement_id,
+        user_id: claims.sub.clone(),
+        groups: groups.clone(),
+        kind,
+    };
+    let events: Vec<ReceiptEvent> = body
+        .delivered
+        .iter()
+        .map(|id| receipt(id, ReceiptKind::Delivered))
+        .chain(body.read.iter().map(|id| receipt(id, ReceiptKind::Read)))
+        .collect();
+    let queued = events.len();
+    if queued > 0 {
+        state.receipts.do_send(Record {
+            events,
+            origin: None,
+        });
+    }
+    Ok(HttpResponse::Accepted().json(json!({ "queued": queued })))
 }

@@ -2,10 +2,12 @@
 //! and user REST APIs, health, and the embedded demo pages.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod frame_guard;
 pub mod health;
 pub mod me;
+pub mod sse;
 pub mod static_files;
 pub mod ws;
 
@@ -18,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(health::readyz)
         .service(health::metrics)
         .configure(ws::configure)
+        .configure(sse::configure)
         .service(
             web::scope("/api")
                 .configure(admin::configure)

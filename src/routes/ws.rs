@@ -3,10 +3,10 @@
 //! `/websocket/<id>`, `?uid=`); the subprotocol echo browsers require; and
 //! the `Origin` checks that keep other sites from using the token cookie.
 
+use super::admission::admit;
 use super::frame_guard::FrameGuard;
 use crate::actors::session::{Rejected, Session, SessionParams};
 use crate::auth::{Claims, TokenError};
-use crate::error::AppError;
 use crate::metrics::METRICS;
 use crate::protocol::codes::{close, error};
 use crate::state::AppState;
@@ -97,57 +97,6 @@ async fn connect_legacy(
     start(req, stream, query.into_inner(), Some(user_id), true, state)
 }
 
-fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    match req.headers().get(actix_web::http::header::ORIGIN) {
-        Some(origin) => origin
-            .to_str()
-            .is_ok_and(|o| allowed.iter().any(|a| a == o)),
-        // Non-browser clients send no Origin; cross-site hijacking needs one.
-        None => true,
-    }
-}
-
-/// A cookie goes with every request the browser makes to herald, whichever
-/// page makes it; only herald's own pages and the allow-list may use it.
-fn cookie_origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
-    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
-        return true;
-    };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    allowed.iter().any(|a| a == origin) || is_own_origin(req, origin)
-}
-
-/// True when `origin` is this server as the client addressed it (`Host`).
-fn is_own_origin(req: &HttpRequest, origin: &str) -> bool {
-    let host = req
-        .headers()
-        .get(actix_web::http::header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let Some(host) = host else {
-        return false;
-    };
-    ["http://", "https://"].iter().any(|scheme| {
-        origin
-            .strip_prefix(scheme)
-            .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
-    })
-}
-
-fn refuse_origin(req: &HttpRequest) -> actix_web::Error {
-    let origin = req.headers().get(actix_web::http::header::ORIGIN);
-    tracing::debug!(?origin, "websocket refused: origin not allowed");
-    METRICS
-        .rejected_connects
-        .with_label_values(&["origin"])
-        .inc();
-    AppError::Forbidden("this Origin may not open a WebSocket here".into()).into()
-}
-
 fn start(
     req: HttpRequest,
     stream: web::Payload,
@@ -158,7 +107,7 @@ fn start(
 ) -> Result<HttpResponse, actix_web::Error> {
     let settings = &state.settings;
     let creds = credentials(&req, &query, &settings.token_cookie);
-    admit(&req, &creds, &state)?;
+    admit(&req, creds.ambient, &state)?;
     let echo: Vec<&str> = creds.echo.as_deref().into_iter().collect();
     let verdict = verify(&state, creds.token.as_deref(), user_id.as_deref());
     // Every socket reads through the guard, a rejected one too: no client
@@ -192,29 +141,6 @@ fn start(
         .protocols(&echo)
         .frame_size(settings.max_frame_bytes)
         .start()
-}
-
-/// What is refused before the upgrade: a foreign `Origin` (always with an
-/// allow-list; with a cookie token, unless it is herald's own origin), and
-/// an address past its connection rate.
-fn admit(req: &HttpRequest, creds: &Credentials, state: &AppState) -> Result<(), actix_web::Error> {
-    let settings = &state.settings;
-    if !origin_allowed(req, &settings.allowed_origins)
-        || (creds.ambient && !cookie_origin_allowed(req, &settings.allowed_origins))
-    {
-        return Err(refuse_origin(req));
-    }
-    if let Some(peer) = req.peer_addr() {
-        let client = crate::proxy::client_ip(peer.ip(), req.headers(), &settings.trusted_proxies);
-        if !state.connect_limiter.allow(client) {
-            METRICS.rejected_connects.with_label_values(&["rate"]).inc();
-            return Err(AppError::TooManyRequests(
-                "too many new connections from your address; retry in a second".into(),
-            )
-            .into());
-        }
-    }
-    Ok(())
 }
 
 /// The token's claims, or the socket that tells the client why not (the

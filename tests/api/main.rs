@@ -13,4 +13,5 @@ mod migrations;
 mod raw_ws;
 mod restart;
 mod resume;
+mod sse;
 mod websocket;

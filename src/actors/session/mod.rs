@@ -5,6 +5,7 @@
 
 pub mod core;
 pub mod effects;
+pub mod sse;
 
 use self::core::SessionCore;
 use self::effects::{CoreParams, Effect, Fragment, Load};
@@ -26,7 +27,9 @@ use std::time::{Duration, Instant};
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(0);
 
-fn next_session_id() -> SessionId {
+/// A fresh session id, unique in this process (and unlikely to repeat
+/// across nodes and restarts).
+pub fn next_session_id() -> SessionId {
     let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
     if id == 0 {
         // Seed once with random high bits so ids from different nodes or
