@@ -2,7 +2,8 @@
  * app.js — the herald user page (served at `/`).
  *
  * Signs in with a user id and token (typed in, or handed over by the admin page in the URL
- * fragment `#user=<id>&token=<jwt>`), connects with HeraldClient, shows a toast and a desktop
+ * fragment `#user=<id>&token=<jwt>`; `&transport=sse` or `websocket` fixes the transport and
+ * `&ws=<url>` points the WebSocket elsewhere, to try the fallback), connects with HeraldClient, shows a toast and a desktop
  * notification per new announcement and keeps the inbox and unread badge current.
  * Announcement text is only ever set through textContent.
  */
@@ -29,9 +30,9 @@ let unreadTimer = null;
 
 // ---- sign in / out ----------------------------------------------------------------------
 
-function signIn(userId, token) {
+function signIn(userId, token, options = {}) {
   signOut();
-  session = { userId, token };
+  session = { userId, token, ...options };
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
   $('#signin').hidden = true;
   $('#app').hidden = false;
@@ -41,9 +42,13 @@ function signIn(userId, token) {
   showMessage('');
 
   welcomes = 0;
-  const client = new HeraldClient({ userId, token });
+  // The event stream is on this page's own server, whatever the WebSocket URL.
+  const sseUrl = new URL('/sse', location.href).href;
+  const client = new HeraldClient({ userId, token, sseUrl, ...options });
   app.client = client;
   client.on('state', renderState);
+  client.on('transport', renderTransport);
+  renderTransport(client.transport);
   client.on('welcome', onWelcome);
   client.on('announcement', onAnnouncement);
   client.on('retract', onRetract);
@@ -79,9 +84,19 @@ function signInFromFragment() {
   const userId = params.get('user');
   const token = params.get('token');
   if (!userId || !token) return false;
+  const options = {};
+  if (params.get('transport')) options.transport = params.get('transport');
+  if (params.get('ws')) options.url = params.get('ws');
   history.replaceState(null, '', location.pathname + location.search);
-  signIn(userId, token);
+  signIn(userId, token, options);
   return true;
+}
+
+/** Which transport carries the announcements: WebSocket, or the event-stream fallback. */
+function renderTransport(transport) {
+  const label = $('#transport');
+  label.textContent = transport === 'sse' ? 'event stream' : 'WebSocket';
+  label.dataset.transport = transport;
 }
 
 function renderState(state) {
@@ -360,7 +375,8 @@ renderNotifyButton();
 if (!signInFromFragment()) {
   try {
     const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY));
-    if (saved?.userId && saved?.token) signIn(saved.userId, saved.token);
+    const { userId, token, ...options } = saved ?? {};
+    if (userId && token) signIn(userId, token, options);
   } catch {
     // nothing saved
   }

@@ -15,11 +15,25 @@
  * Events (on(type, fn) returns an unsubscribe function):
  *   welcome, announcement, retract, read, pong, error — the `data` of the server frame;
  *   error also carries local problems ({code: 'bad_frame' | 'connect_failed' | 'gave_up', msg});
- *   state — (state, previous); close — {code, reason} whenever a connection ends.
+ *   state — (state, previous); close — {code, reason} whenever a connection ends;
+ *   transport — ('websocket' | 'sse') when the client changes transport.
  * States: idle | connecting | open | reconnecting | unauthorized | forbidden | closed.
+ *
+ * Transports: `transport: 'auto'` (default) uses WebSocket and, after two attempts that never
+ * opened while the server answers plain HTTP (a proxy that refuses the upgrade, not a server
+ * that is down) and no WebSocket has opened on the page, Server-Sent Events for the rest of
+ * the page's life,
+ * with the same cursor, de-duplication and state events; acks and reads then go over REST
+ * (`POST /api/me/receipts`). `'websocket'` or `'sse'` fixes one.
  */
 
-const EVENTS = ['welcome', 'announcement', 'retract', 'read', 'error', 'state', 'pong', 'close'];
+const EVENTS = ['welcome', 'announcement', 'retract', 'read', 'error', 'state', 'pong', 'close', 'transport'];
+/** Frame types an event stream carries, as event names. */
+const SSE_EVENTS = ['welcome', 'announcement', 'retract', 'read', 'error'];
+/** WebSocket attempts that never opened before `auto` switches to SSE. */
+const FAILED_OPENS_BEFORE_SSE = 2;
+/** How long acks and reads gather before one REST call (SSE only). */
+const RECEIPT_DELAY_MS = 200;
 const SEEN_LIMIT = 500;
 /** Close codes after which retrying cannot help: the state they end in. */
 const FINAL_CLOSE = { 4001: 'unauthorized', 4003: 'forbidden' };
@@ -29,6 +43,8 @@ const MIN_RETRY_DELAY = { 1001: 1000, 4029: 5000 };
 export class HeraldClient {
   constructor({
     url = defaultUrl(),
+    sseUrl = null,
+    transport = 'auto',
     userId,
     token,
     storage = defaultStorage(),
@@ -40,7 +56,15 @@ export class HeraldClient {
   } = {}) {
     if (userId == null || userId === '') throw new TypeError('HeraldClient: userId is required');
     this.url = url;
+    /** Where the event stream is: by default the WebSocket URL's host, path /sse. */
+    this.sseUrl = sseUrl ?? sseUrlFor(url);
     this.userId = String(userId);
+    /** 'websocket' or 'sse': the transport in use (or next to be tried). */
+    this.transport = transport === 'sse' ? 'sse' : 'websocket';
+    this._auto = transport === 'auto';
+    this._failedOpens = 0;
+    this._everOpened = false;
+    this._receipts = { delivered: new Set(), read: new Set(), timer: null };
     /** A JWT string, or a function returning one (read on every connect, so it can be refreshed). */
     this.token = token;
     this.storage = storage || memoryStorage();
@@ -118,9 +142,11 @@ export class HeraldClient {
     if (!Object.values(FINAL_CLOSE).includes(this._state)) this._setState('closed');
   }
 
-  /** Send a JSON frame if the socket is open; returns whether it was sent. */
+  /** Send a JSON frame if the socket is open; returns whether it was sent. Over SSE only
+   * `ack` and `read` can be sent (by REST); the rest of the protocol is server to client. */
   send(frame) {
     const ws = this._ws;
+    if (ws instanceof EventSourceLike) return this._sendOverRest(frame);
     if (!ws || ws.readyState !== 1 /* OPEN */) return false;
     ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
     return true;
@@ -144,6 +170,7 @@ export class HeraldClient {
 
   _dial(state) {
     this._setState(state);
+    if (this.transport === 'sse') return this._dialSse();
     const since = this.lastCursor ?? this._resumeCursor;
     const url = this.url + (this.url.includes('?') ? '&' : '?') +
       'id=' + encodeURIComponent(this.userId) + (since != null ? '&since=' + since : '');
@@ -160,7 +187,11 @@ export class HeraldClient {
       return;
     }
     this._ws = ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
+      this._everOpened = true;
+      this._failedOpens = 0;
       this._heartbeatTimer = setInterval(() => this.send({ type: 'ping' }), this.heartbeatMs);
       this._armDeadTimer();
     };
@@ -170,10 +201,110 @@ export class HeraldClient {
     };
     ws.onclose = (ev) => {
       this._detach();
+      if (!opened) this._neverOpened();
       this._closed(ev.code, ev.reason);
     };
     ws.onerror = () => {}; // a close event always follows; the error event carries no detail
     this._armDeadTimer(); // also bounds a handshake that hangs
+  }
+
+  /** A WebSocket that never opened: after two, `auto` moves to SSE for good — unless a
+   * WebSocket worked earlier on this page (the network allows it) or the server does not
+   * answer plain HTTP either (it is down, not refusing the upgrade). */
+  _neverOpened() {
+    this._failedOpens += 1;
+    if (!this._auto || this._everOpened || this.transport === 'sse') return;
+    if (this._failedOpens < FAILED_OPENS_BEFORE_SSE) return;
+    fetch(new URL('/healthz', this.sseUrl)).then(
+      (r) => {
+        if (!r.ok || this.transport === 'sse' || this._everOpened) return;
+        this.transport = 'sse';
+        this._attempt = 0;
+        this._emit('transport', 'sse');
+      },
+      () => {}, // the server is down: keep trying WebSocket
+    );
+  }
+
+  /** Opens the event stream. EventSource cannot send headers, so the token goes in the URL;
+   * its own reconnects are not used: ours keep the backoff, the cursor and a fresh token. */
+  _dialSse() {
+    const since = this.lastCursor ?? this._resumeCursor;
+    const token = typeof this.token === 'function' ? this.token() : this.token;
+    const url = this.sseUrl + (this.sseUrl.includes('?') ? '&' : '?') +
+      'id=' + encodeURIComponent(this.userId) + (since != null ? '&since=' + since : '') +
+      (token ? '&token=' + encodeURIComponent(token) : '');
+    let es;
+    try {
+      es = new EventSource(url);
+    } catch (err) {
+      this._emit('error', { code: 'connect_failed', msg: String(err?.message ?? err) });
+      this._stop();
+      this._setState('closed');
+      return;
+    }
+    this._ws = new EventSourceLike(es);
+    let welcomed = false;
+    for (const type of SSE_EVENTS) {
+      es.addEventListener(type, (ev) => {
+        // EventSource's own 'error' (the connection failed) carries no data.
+        if (type === 'error' && ev.data === undefined) return;
+        let data;
+        try {
+          data = JSON.parse(ev.data);
+        } catch {
+          return this._emit('error', { code: 'bad_frame', msg: 'server sent an event that is not JSON' });
+        }
+        if (type === 'welcome') welcomed = true;
+        this._handleFrameObject({ type, data });
+      });
+    }
+    es.onerror = () => {
+      this._detach();
+      es.close();
+      // The stream ended or never started. A refused token is a 401 that EventSource cannot
+      // show us: ask the REST API with the same token before retrying.
+      if (welcomed) return this._closed(1006, 'event stream ended');
+      this._probeToken(token).then((status) => {
+        if (status === 401) this._closed(4001, 'unauthorized');
+        else if (status === 403) this._closed(4003, 'forbidden');
+        else this._closed(1006, 'event stream failed');
+      });
+    };
+  }
+
+  _probeToken(token) {
+    return fetch(new URL('/api/me/unread-count', this.sseUrl), {
+      headers: token ? { Authorization: `Bearer ${token}` } : {},
+    }).then((r) => r.status, () => 0);
+  }
+
+  /** Acks and reads over REST, gathered briefly into one call. */
+  _sendOverRest(frame) {
+    const f = typeof frame === 'string' ? JSON.parse(frame) : frame;
+    const kind = f?.type === 'ack' ? 'delivered' : f?.type === 'read' ? 'read' : null;
+    if (!kind) return false;
+    for (const id of f.data?.ids ?? []) this._receipts[kind].add(id);
+    if (!this._receipts.timer) {
+      this._receipts.timer = setTimeout(() => this._flushReceipts(), RECEIPT_DELAY_MS);
+    }
+    return true;
+  }
+
+  _flushReceipts() {
+    const r = this._receipts;
+    r.timer = null;
+    const body = { delivered: [...r.delivered], read: [...r.read] };
+    r.delivered.clear();
+    r.read.clear();
+    const token = typeof this.token === 'function' ? this.token() : this.token;
+    fetch(new URL('/api/me/receipts', this.sseUrl), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+    }).catch(() => {
+      // Lost receipts are statistics; the next ack of the same id (on a replay) covers it.
+    });
   }
 
   /** Nothing arrived for deadAfterMs: the connection is dead even if the browser hasn't noticed. */
@@ -239,6 +370,10 @@ export class HeraldClient {
     } catch {
       return this._emit('error', { code: 'bad_frame', msg: 'server sent a frame that is not JSON' });
     }
+    this._handleFrameObject(frame);
+  }
+
+  _handleFrameObject(frame) {
     if (!frame || typeof frame !== 'object') return;
     const data = frame.data ?? {};
     switch (frame.type) {
@@ -327,6 +462,37 @@ export class HeraldClient {
 function defaultUrl() {
   if (typeof location === 'undefined') return 'ws://127.0.0.1:8080/ws';
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+/** The event-stream URL beside a WebSocket URL: same host, http(s), path /sse. */
+function sseUrlFor(wsUrl) {
+  try {
+    const u = new URL(wsUrl);
+    u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+    u.pathname = '/sse';
+    u.search = '';
+    return u.toString();
+  } catch {
+    return '/sse';
+  }
+}
+
+/** An open EventSource, held where the WebSocket would be: close() and handlers the same. */
+class EventSourceLike {
+  constructor(es) {
+    this.es = es;
+    this.readyState = 1;
+  }
+
+  close() {
+    this.es.onerror = null;
+    this.es.close();
+  }
+
+  set onopen(_) {}
+  set onmessage(_) {}
+  set onclose(_) {}
+  set onerror(_) {}
 }
 
 function defaultStorage() {

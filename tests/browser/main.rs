@@ -10,3 +10,4 @@ mod harness;
 mod pages;
 mod reconnect;
 mod seeds;
+mod transport;
