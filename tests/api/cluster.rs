@@ -453,3 +453,27 @@ async fn publish_to_delivery_latency() {
         );
     }
 }
+
+#[actix_web::test]
+async fn an_event_stream_on_one_node_gets_what_another_published() {
+    let Some(base) = postgres_url() else { return };
+    let cluster = Cluster::start(&base, 2);
+    let response = cluster
+        .http
+        .get(cluster.nodes[1].url("/sse?id=alice"))
+        .bearer_auth(user_token("alice"))
+        .send()
+        .await
+        .expect("request");
+    let mut stream = crate::sse::Stream::from_response(response);
+    stream.next_of("welcome").await;
+    let id = cluster
+        .announce(
+            0,
+            json!({"title": "across", "content": "c", "audience": {"all": true}}),
+        )
+        .await;
+    let event = stream.next_of("announcement").await;
+    assert_eq!(event.data["id"], id);
+    assert_eq!(event.id, Some(event.data["cursor"].to_string()));
+}

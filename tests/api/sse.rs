@@ -37,6 +37,15 @@ impl Stream {
         req.send().await.expect("request")
     }
 
+    /// A stream over a response that answered 200.
+    pub fn from_response(response: reqwest::Response) -> Stream {
+        assert_eq!(response.status().as_u16(), 200);
+        Stream {
+            response,
+            buf: String::new(),
+        }
+    }
+
     pub async fn connect(app: &TestApp, user: &str, query: &str) -> Stream {
         let response = Stream::open(app, &format!("id={user}{query}"), &app.token(user), &[]).await;
         assert_eq!(response.status().as_u16(), 200);
