@@ -10,7 +10,7 @@
 //! cursor that was newest when it started, and a live announcement at or
 //! below the highest cursor the catch-up covered is a duplicate.
 
-pub use super::effects::{CoreParams, Effect, Fragment, Load, Opening, ReplayPage};
+pub use super::effects::{CoreParams, Effect, Effects, Fragment, Load, Opening, ReplayPage};
 use crate::actors::messages::{Prepared, Push, SessionId};
 use crate::auth::{now_secs, Claims, TokenKeys};
 use crate::db::receipts::ReceiptKind;
@@ -93,7 +93,7 @@ impl SessionCore {
     }
 
     /// The registry accepted the session: load the opening.
-    pub fn registered(&mut self, out: &mut Vec<Effect>) {
+    pub fn registered(&mut self, out: &mut Effects) {
         out.push(Effect::Load(Load::Open {
             since: self.since,
             first: true,
@@ -101,7 +101,7 @@ impl SessionCore {
     }
 
     /// The registry refused the session (the user has the most allowed).
-    pub fn refused(&mut self, out: &mut Vec<Effect>) {
+    pub fn refused(&mut self, out: &mut Effects) {
         out.push(error_frame(
             error::TOO_MANY_SESSIONS,
             "this user has the most sessions allowed open",
@@ -110,13 +110,7 @@ impl SessionCore {
     }
 
     /// The opening loaded for a catch-up after `since`.
-    pub fn opened(
-        &mut self,
-        since: Option<i64>,
-        opening: Opening,
-        now_ms: i64,
-        out: &mut Vec<Effect>,
-    ) {
+    pub fn opened(&mut self, since: Option<i64>, opening: Opening, now_ms: i64, out: &mut Effects) {
         // The client has everything up to its `since`, but only as far as
         // this server has handed out cursors: a stale cursor from a reset
         // database must not hide new announcements.
@@ -143,7 +137,7 @@ impl SessionCore {
     }
 
     /// A replay page loaded; `upto` is where this replay ends.
-    pub fn paged(&mut self, page: ReplayPage, upto: i64, out: &mut Vec<Effect>) {
+    pub fn paged(&mut self, page: ReplayPage, upto: i64, out: &mut Effects) {
         let mut last = None;
         for (cursor, frame) in page.frames {
             last = Some(cursor);
@@ -161,7 +155,7 @@ impl SessionCore {
     }
 
     /// A load failed: the client should come back shortly.
-    pub fn load_failed(&mut self, out: &mut Vec<Effect>) {
+    pub fn load_failed(&mut self, out: &mut Effects) {
         out.push(error_frame(
             error::STORAGE_UNAVAILABLE,
             "could not load your announcements; reconnect shortly",
@@ -172,7 +166,7 @@ impl SessionCore {
         ));
     }
 
-    fn go_live(&mut self, out: &mut Vec<Effect>) {
+    fn go_live(&mut self, out: &mut Effects) {
         if let Phase::CatchingUp(buffered) = std::mem::replace(&mut self.phase, Phase::Live) {
             for push in buffered {
                 self.deliver(push, out);
@@ -183,7 +177,7 @@ impl SessionCore {
         }
     }
 
-    fn sync(&mut self, since: i64, out: &mut Vec<Effect>) {
+    fn sync(&mut self, since: i64, out: &mut Effects) {
         match self.phase {
             Phase::Live => {
                 self.phase = Phase::CatchingUp(Vec::new());
@@ -199,7 +193,7 @@ impl SessionCore {
     }
 
     /// Something the registry routed here.
-    pub fn on_push(&mut self, push: Push, out: &mut Vec<Effect>) {
+    pub fn on_push(&mut self, push: Push, out: &mut Effects) {
         match push {
             Push::Close(close::GOING_AWAY, _) => {
                 // Spread the reconnects of a whole node over a few seconds.
@@ -215,7 +209,7 @@ impl SessionCore {
         }
     }
 
-    fn deliver(&mut self, push: Push, out: &mut Vec<Effect>) {
+    fn deliver(&mut self, push: Push, out: &mut Effects) {
         out.push(Effect::Dequeued(push.len()));
         match push {
             Push::Announcement(p) => self.deliver_live(&p, out),
@@ -224,7 +218,7 @@ impl SessionCore {
         }
     }
 
-    fn deliver_live(&self, p: &Prepared, out: &mut Vec<Effect>) {
+    fn deliver_live(&self, p: &Prepared, out: &mut Effects) {
         if p.cursor > self.replayed_up_to {
             let frame = if self.legacy { &p.legacy } else { &p.v1 };
             out.push(Effect::Deliver(frame.clone()));
@@ -232,7 +226,7 @@ impl SessionCore {
     }
 
     /// The registry gave up on this session (its client fell too far behind).
-    pub fn overflowed(&mut self, out: &mut Vec<Effect>) {
+    pub fn overflowed(&mut self, out: &mut Effects) {
         out.push(error_frame(
             error::TOO_SLOW,
             "you fell too far behind; reconnect and resume by cursor",
@@ -245,7 +239,7 @@ impl SessionCore {
 
     /// How long until the token expires, or `None` when it has: then the
     /// session is closed with 4001 (unless a refresh moved it on).
-    pub fn expiry(&mut self, out: &mut Vec<Effect>) -> Option<Duration> {
+    pub fn expiry(&mut self, out: &mut Effects) -> Option<Duration> {
         let now = now_secs();
         if self.token_exp > now {
             return Some(Duration::from_secs(self.token_exp - now) + Duration::from_millis(50));
@@ -259,7 +253,7 @@ impl SessionCore {
     }
 
     /// A text message from the client.
-    pub fn on_text(&mut self, text: &str, keys: &TokenKeys, out: &mut Vec<Effect>) {
+    pub fn on_text(&mut self, text: &str, keys: &TokenKeys, out: &mut Effects) {
         if !self.limiter.allow() {
             return self.strike(error::RATE_LIMITED, "slow down: too many frames", out);
         }
@@ -270,7 +264,7 @@ impl SessionCore {
     }
 
     /// A binary message: not part of the protocol.
-    pub fn on_binary(&mut self, out: &mut Vec<Effect>) {
+    pub fn on_binary(&mut self, out: &mut Effects) {
         self.strike(
             error::BAD_FRAME,
             "binary frames are not supported; send JSON text",
@@ -280,7 +274,7 @@ impl SessionCore {
 
     /// Reassembles a fragmented message within the frame limit, then treats
     /// it as one message.
-    pub fn on_fragment(&mut self, fragment: Fragment, keys: &TokenKeys, out: &mut Vec<Effect>) {
+    pub fn on_fragment(&mut self, fragment: Fragment, keys: &TokenKeys, out: &mut Effects) {
         let (bytes, last) = match fragment {
             Fragment::First { text, bytes } => {
                 self.fragments = Some(Fragments {
@@ -315,7 +309,7 @@ impl SessionCore {
         }
     }
 
-    fn on_frame(&mut self, frame: ClientFrame, keys: &TokenKeys, out: &mut Vec<Effect>) {
+    fn on_frame(&mut self, frame: ClientFrame, keys: &TokenKeys, out: &mut Effects) {
         match frame {
             ClientFrame::Heartbeat => out.push(Effect::Send(
                 protocol::pong(crate::db::now_ms(), self.legacy).into(),
@@ -330,7 +324,7 @@ impl SessionCore {
         }
     }
 
-    fn record(&self, ids: Vec<i64>, kind: ReceiptKind, out: &mut Vec<Effect>) {
+    fn record(&self, ids: Vec<i64>, kind: ReceiptKind, out: &mut Effects) {
         if !ids.is_empty() {
             out.push(Effect::Record(ids, kind));
         }
@@ -338,7 +332,7 @@ impl SessionCore {
 
     /// A fresh token replaces the session's identity claims: its expiry and
     /// its groups.
-    fn refresh(&mut self, claims: Claims, out: &mut Vec<Effect>) {
+    fn refresh(&mut self, claims: Claims, out: &mut Effects) {
         self.token_exp = claims.exp;
         if *self.groups != *claims.groups {
             self.groups = claims.groups.into();
@@ -346,7 +340,7 @@ impl SessionCore {
         }
     }
 
-    fn strike(&mut self, code: &str, msg: &str, out: &mut Vec<Effect>) {
+    fn strike(&mut self, code: &str, msg: &str, out: &mut Effects) {
         self.strikes += 1;
         if self.strikes > MAX_STRIKES {
             out.push(error_frame(code, "too many bad frames; closing"));

@@ -6,6 +6,9 @@ use crate::db::receipts::ReceiptKind;
 use bytestring::ByteString;
 use std::sync::Arc;
 
+/// The effects of one step, on the stack: a step rarely has more than two.
+pub type Effects = smallvec::SmallVec<[Effect; 4]>;
+
 /// What the transport must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {

@@ -8,7 +8,7 @@ pub mod effects;
 pub mod sse;
 
 use self::core::SessionCore;
-use self::effects::{CoreParams, Effect, Fragment, Load};
+use self::effects::{CoreParams, Effect, Effects, Fragment, Load};
 use super::catch_up::{CatchUpStore, Loaded, Reader};
 use super::messages::*;
 use super::receipts::ReceiptWriter;
@@ -108,14 +108,14 @@ impl Session {
     fn step(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
-        f: impl FnOnce(&mut SessionCore, &mut Vec<Effect>),
+        f: impl FnOnce(&mut SessionCore, &mut Effects),
     ) {
-        let mut out = Vec::new();
+        let mut out = Effects::new();
         f(&mut self.core, &mut out);
         self.apply_all(ctx, out);
     }
 
-    fn apply_all(&mut self, ctx: &mut ws::WebsocketContext<Self>, out: Vec<Effect>) {
+    fn apply_all(&mut self, ctx: &mut ws::WebsocketContext<Self>, out: Effects) {
         for effect in out {
             self.apply(ctx, effect);
         }
@@ -211,7 +211,7 @@ impl Session {
     /// Closes the session when its token expires, unless a `refresh` frame
     /// moved the expiry on in the meantime.
     fn watch_expiry(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let mut out = Vec::new();
+        let mut out = Effects::new();
         let wait = self.core.expiry(&mut out);
         self.apply_all(ctx, out);
         if let Some(wait) = wait {
@@ -274,7 +274,7 @@ impl Session {
             Item::Continue(b) => Fragment::Continue(b.to_vec()),
             Item::Last(b) => Fragment::Last(b.to_vec()),
         };
-        let mut out = Vec::new();
+        let mut out = Effects::new();
         self.core.on_fragment(fragment, &self.deps.keys, &mut out);
         self.apply_all(ctx, out);
     }
@@ -319,7 +319,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
         METRICS.frames_in.inc();
         match msg {
             Ok(ws::Message::Text(text)) => {
-                let mut out = Vec::new();
+                let mut out = Effects::new();
                 self.core.on_text(&text, &self.deps.keys, &mut out);
                 self.apply_all(ctx, out);
             }

@@ -8,7 +8,7 @@
 //! `Last-Event-ID`. A replay page is loaded only when the channel has room.
 
 use super::core::SessionCore;
-use super::effects::{CoreParams, Effect, Load};
+use super::effects::{CoreParams, Effect, Effects, Load};
 use super::SessionDeps;
 use crate::actors::catch_up::{Loaded, Reader};
 use crate::actors::messages::*;
@@ -87,12 +87,8 @@ impl SseSession {
         }
     }
 
-    fn step(
-        &mut self,
-        ctx: &mut Context<Self>,
-        f: impl FnOnce(&mut SessionCore, &mut Vec<Effect>),
-    ) {
-        let mut out = Vec::new();
+    fn step(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut SessionCore, &mut Effects)) {
+        let mut out = Effects::new();
         f(&mut self.core, &mut out);
         for effect in out {
             self.apply(ctx, effect);
@@ -219,7 +215,7 @@ impl SseSession {
     }
 
     fn watch_expiry(&mut self, ctx: &mut Context<Self>) {
-        let mut out = Vec::new();
+        let mut out = Effects::new();
         let wait = self.core.expiry(&mut out);
         for effect in out {
             self.apply(ctx, effect);

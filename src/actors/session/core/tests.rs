@@ -84,7 +84,7 @@ fn closes(out: &[Effect]) -> Vec<u16> {
 /// A core that has registered and finished an empty catch-up at `cursor`.
 fn live_at(cursor: i64) -> SessionCore {
     let mut core = core();
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     core.registered(&mut out);
     let opening = Opening {
         cursor,
@@ -98,11 +98,11 @@ fn live_at(cursor: i64) -> SessionCore {
 #[test]
 fn registration_loads_the_opening_then_welcomes_and_replays() {
     let mut core = core();
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     core.registered(&mut out);
     assert_eq!(
-        out,
-        vec![Effect::Load(Load::Open {
+        out[..],
+        [Effect::Load(Load::Open {
             since: Some(0),
             first: true
         })]
@@ -121,7 +121,7 @@ fn registration_loads_the_opening_then_welcomes_and_replays() {
 #[test]
 fn legacy_sessions_get_no_welcome() {
     let mut core = core_with(true, &[]);
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     core.opened(Some(0), Opening::default(), 0, &mut out);
     assert!(kinds(&out).is_empty());
 }
@@ -129,7 +129,7 @@ fn legacy_sessions_get_no_welcome() {
 #[test]
 fn pushes_during_the_catch_up_wait_and_keep_their_order() {
     let mut core = core();
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     core.registered(&mut out);
     out.clear();
     core.on_push(announcement(3, 3), &mut out);
@@ -176,7 +176,7 @@ fn pushes_during_the_catch_up_wait_and_keep_their_order() {
 #[test]
 fn a_live_copy_of_a_replayed_announcement_is_dropped_by_cursor() {
     let mut core = core();
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     core.registered(&mut out);
     core.on_push(announcement(2, 2), &mut out);
     out.clear();
@@ -198,7 +198,7 @@ fn a_live_copy_of_a_replayed_announcement_is_dropped_by_cursor() {
 #[test]
 fn the_replay_pages_up_to_the_opening_cursor() {
     let mut core = core();
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     core.opened(
         Some(0),
         Opening {
@@ -229,7 +229,7 @@ fn the_replay_pages_up_to_the_opening_cursor() {
 #[test]
 fn a_sync_during_the_catch_up_runs_after_it_from_the_lowest_cursor() {
     let mut core = core();
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     core.registered(&mut out);
     core.on_text(r#"{"type":"sync","data":{"since":5}}"#, &keys(), &mut out);
     core.on_text(r#"{"type":"sync","data":{"since":3}}"#, &keys(), &mut out);
@@ -247,7 +247,7 @@ fn a_sync_during_the_catch_up_runs_after_it_from_the_lowest_cursor() {
 #[test]
 fn refresh_replaces_the_groups_and_tells_the_registry() {
     let mut core = core_with(false, &["a", "b"]);
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     let same = keys()
         .mint("alice", &["a".into(), "b".into()], 60)
         .expect("mint")
@@ -264,14 +264,14 @@ fn refresh_replaces_the_groups_and_tells_the_registry() {
         &keys(),
         &mut out,
     );
-    assert_eq!(out, vec![Effect::Regroup(vec!["a".to_string()].into())]);
+    assert_eq!(out[..], [Effect::Regroup(vec!["a".to_string()].into())]);
     assert_eq!(&**core.groups(), ["a".to_string()]);
 }
 
 #[test]
 fn refresh_with_another_users_token_is_refused() {
     let mut core = live_at(0);
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     let bob = keys().mint("bob", &[], 60).expect("mint").0;
     core.on_text(
         &format!(r#"{{"type":"refresh","data":{{"token":"{bob}"}}}}"#),
@@ -284,7 +284,7 @@ fn refresh_with_another_users_token_is_refused() {
 #[test]
 fn ten_bad_frames_get_errors_the_eleventh_closes_4008() {
     let mut core = live_at(0);
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     for _ in 0..MAX_STRIKES {
         core.on_text("{not json", &keys(), &mut out);
     }
@@ -297,7 +297,7 @@ fn ten_bad_frames_get_errors_the_eleventh_closes_4008() {
 #[test]
 fn a_burst_past_twice_the_rate_is_rate_limited() {
     let mut core = live_at(0);
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     for _ in 0..41 {
         core.on_text("ping", &keys(), &mut out);
     }
@@ -309,7 +309,7 @@ fn a_burst_past_twice_the_rate_is_rate_limited() {
 #[test]
 fn fragments_are_reassembled_within_the_limit() {
     let mut core = live_at(0);
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     let first = Fragment::First {
         text: true,
         bytes: br#"{"type":"#.to_vec(),
@@ -330,7 +330,7 @@ fn fragments_are_reassembled_within_the_limit() {
 #[test]
 fn an_expired_token_closes_4001() {
     let mut core = live_at(0);
-    let mut out = Vec::new();
+    let mut out = Effects::new();
     assert!(core.expiry(&mut out).is_some());
     core.token_exp = now_secs() - 1;
     assert!(core.expiry(&mut out).is_none());
