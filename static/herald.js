@@ -19,6 +19,14 @@
  *   transport — ('websocket' | 'sse') when the client changes transport.
  * States: idle | connecting | open | reconnecting | unauthorized | forbidden | closed.
  *
+ * Tokens: `token` is a string, or a function returning one (or a promise of one). With a
+ * function, the client fetches a fresh token shortly before the current one's `exp` and hands
+ * it to the open session (a `refresh` frame, or a new event stream), and after `token_expired`
+ * it fetches once more and reconnects instead of giving up.
+ *
+ * REST helpers for the user's inbox: inbox({unread, limit, before}), unreadCount(),
+ * markRead(ids), markAllRead() — promises of the API's JSON.
+ *
  * Transports: `transport: 'auto'` (default) uses WebSocket and, after two attempts that never
  * opened while the server answers plain HTTP (a proxy that refuses the upgrade, not a server
  * that is down) and no WebSocket has opened on the page, Server-Sent Events for the rest of
@@ -34,6 +42,9 @@ const SSE_EVENTS = ['welcome', 'announcement', 'retract', 'read', 'error'];
 const FAILED_OPENS_BEFORE_SSE = 2;
 /** How long acks and reads gather before one REST call (SSE only). */
 const RECEIPT_DELAY_MS = 200;
+/** A fresh token is fetched this long before `exp`: a fifth of the lifetime, 2 to 30 s. */
+const REFRESH_MARGIN_MIN_MS = 2000;
+const REFRESH_MARGIN_MAX_MS = 30000;
 const SEEN_LIMIT = 500;
 /** Close codes after which retrying cannot help: the state they end in. */
 const FINAL_CLOSE = { 4001: 'unauthorized', 4003: 'forbidden' };
@@ -44,6 +55,7 @@ export class HeraldClient {
   constructor({
     url = defaultUrl(),
     sseUrl = null,
+    apiUrl = null,
     transport = 'auto',
     userId,
     token,
@@ -58,12 +70,18 @@ export class HeraldClient {
     this.url = url;
     /** Where the event stream is: by default the WebSocket URL's host, path /sse. */
     this.sseUrl = sseUrl ?? sseUrlFor(url);
+    /** The REST API's origin: by default the event stream's. */
+    this.apiUrl = apiUrl ?? new URL('/', this.sseUrl).href;
     this.userId = String(userId);
     /** 'websocket' or 'sse': the transport in use (or next to be tried). */
     this.transport = transport === 'sse' ? 'sse' : 'websocket';
     this._auto = transport === 'auto';
     this._failedOpens = 0;
     this._everOpened = false;
+    this._currentToken = null;    // the token the open session runs on
+    this._refreshTimer = null;
+    this._retriedAfterExpiry = false;
+    this._dialing = false;
     this._receipts = { delivered: new Set(), read: new Set(), timer: null };
     /** A JWT string, or a function returning one (read on every connect, so it can be refreshed). */
     this.token = token;
@@ -120,7 +138,7 @@ export class HeraldClient {
   /** Open the connection (no-op while one is open or being opened). */
   connect() {
     this._stopped = false;
-    if (this._ws) return this;
+    if (this._ws || this._dialing) return this;
     const waiting = this._retryTimer != null;
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
@@ -168,13 +186,32 @@ export class HeraldClient {
 
   // ---- connection lifecycle -------------------------------------------------------------
 
+  /** Gets a token (the function may be async), then opens the transport in use. */
   _dial(state) {
     this._setState(state);
-    if (this.transport === 'sse') return this._dialSse();
+    this._dialing = true;
+    Promise.resolve()
+      .then(() => (typeof this.token === 'function' ? this.token() : this.token))
+      .then(
+        (token) => {
+          this._dialing = false;
+          if (this._stopped || this._ws) return;
+          this._currentToken = token;
+          if (this.transport === 'sse') this._dialSse(token);
+          else this._dialWebSocket(token);
+        },
+        (err) => {
+          this._dialing = false;
+          this._emit('error', { code: 'token_failed', msg: String(err?.message ?? err) });
+          if (!this._stopped) this._closed(1006, 'could not get a token');
+        },
+      );
+  }
+
+  _dialWebSocket(token) {
     const since = this.lastCursor ?? this._resumeCursor;
     const url = this.url + (this.url.includes('?') ? '&' : '?') +
       'id=' + encodeURIComponent(this.userId) + (since != null ? '&since=' + since : '');
-    const token = typeof this.token === 'function' ? this.token() : this.token;
     let ws;
     try {
       ws = new WebSocket(url, token ? ['herald.v1', token] : ['herald.v1']);
@@ -228,9 +265,8 @@ export class HeraldClient {
 
   /** Opens the event stream. EventSource cannot send headers, so the token goes in the URL;
    * its own reconnects are not used: ours keep the backoff, the cursor and a fresh token. */
-  _dialSse() {
+  _dialSse(token) {
     const since = this.lastCursor ?? this._resumeCursor;
-    const token = typeof this.token === 'function' ? this.token() : this.token;
     const url = this.sseUrl + (this.sseUrl.includes('?') ? '&' : '?') +
       'id=' + encodeURIComponent(this.userId) + (since != null ? '&since=' + since : '') +
       (token ? '&token=' + encodeURIComponent(token) : '');
@@ -274,7 +310,7 @@ export class HeraldClient {
   }
 
   _probeToken(token) {
-    return fetch(new URL('/api/me/unread-count', this.sseUrl), {
+    return fetch(new URL('/api/me/unread-count', this.apiUrl), {
       headers: token ? { Authorization: `Bearer ${token}` } : {},
     }).then((r) => r.status, () => 0);
   }
@@ -297,14 +333,93 @@ export class HeraldClient {
     const body = { delivered: [...r.delivered], read: [...r.read] };
     r.delivered.clear();
     r.read.clear();
-    const token = typeof this.token === 'function' ? this.token() : this.token;
-    fetch(new URL('/api/me/receipts', this.sseUrl), {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-      body: JSON.stringify(body),
-    }).catch(() => {
+    this._api('POST', '/api/me/receipts', body).catch(() => {
       // Lost receipts are statistics; the next ack of the same id (on a replay) covers it.
     });
+  }
+
+  // ---- tokens ----------------------------------------------------------------------------
+
+  /** With a token function: fetch a fresh token before this one's `exp` and hand it over. */
+  _scheduleRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    const exp = jwtExpiry(this._currentToken);
+    if (typeof this.token !== 'function' || exp == null) return;
+    const left = exp - Date.now();
+    const margin = Math.min(REFRESH_MARGIN_MAX_MS, Math.max(REFRESH_MARGIN_MIN_MS, left / 5));
+    this._refreshTimer = setTimeout(() => this._refresh(), Math.max(0, left - margin));
+  }
+
+  _refresh() {
+    this._refreshTimer = null;
+    Promise.resolve()
+      .then(() => this.token())
+      .then(
+        (token) => {
+          if (!token || token === this._currentToken || !this._ws) return;
+          this._currentToken = token;
+          if (this.transport === 'sse') {
+            // An event stream cannot be told: reopen it with the new token (resumes by cursor).
+            safeClose(this._detach());
+            this._dial('reconnecting');
+            return;
+          }
+          this.send({ type: 'refresh', data: { token } });
+          this._scheduleRefresh();
+        },
+        (err) => this._emit('error', { code: 'token_failed', msg: String(err?.message ?? err) }),
+      );
+  }
+
+  // ---- the user's inbox over REST -----------------------------------------------------------
+
+  /** The inbox, newest first: {items, next_before}. */
+  inbox({ unread = false, limit, before } = {}) {
+    const q = new URLSearchParams();
+    if (unread) q.set('unread', 'true');
+    if (limit != null) q.set('limit', String(limit));
+    if (before != null) q.set('before', String(before));
+    const query = q.toString();
+    return this._api('GET', '/api/me/inbox' + (query ? '?' + query : ''));
+  }
+
+  /** How many current announcements the user has not read. */
+  unreadCount() {
+    return this._api('GET', '/api/me/unread-count').then((r) => r.unread);
+  }
+
+  /** Marks these read now (the user's other tabs hear of it). */
+  markRead(ids) {
+    const list = [].concat(ids).filter((id) => id != null);
+    return Promise.all(
+      list.map((id) => this._api('POST', `/api/me/inbox/${encodeURIComponent(id)}/read`)),
+    );
+  }
+
+  /** Marks everything read: {marked}. */
+  markAllRead() {
+    return this._api('POST', '/api/me/inbox/read-all');
+  }
+
+  async _api(method, path, body) {
+    const token = typeof this.token === 'function' ? await this.token() : this.token;
+    const res = await fetch(new URL(path, this.apiUrl), {
+      method,
+      headers: {
+        Authorization: `Bearer ${token}`,
+        ...(body ? { 'Content-Type': 'application/json' } : {}),
+      },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const json = await res.json().catch(() => null);
+    if (!res.ok) {
+      const err = new Error(json?.error?.message ?? `HTTP ${res.status}`);
+      err.status = res.status;
+      err.code = json?.error?.code;
+      throw err;
+    }
+    return json;
   }
 
   /** Nothing arrived for deadAfterMs: the connection is dead even if the browser hasn't noticed. */
@@ -321,6 +436,8 @@ export class HeraldClient {
   _detach() {
     clearInterval(this._heartbeatTimer);
     clearTimeout(this._deadTimer);
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     this._heartbeatTimer = this._deadTimer = null;
     const ws = this._ws;
     this._ws = null;
@@ -338,6 +455,11 @@ export class HeraldClient {
   _closed(code, reason) {
     this._emit('close', { code, reason });
     if (this._stopped) return this._setState('closed');
+    if (code === 4001 && typeof this.token === 'function' && !this._retriedAfterExpiry) {
+      // The token may simply have run out: fetch once more and come straight back.
+      this._retriedAfterExpiry = true;
+      return this._dial('reconnecting');
+    }
     if (FINAL_CLOSE[code]) {
       this._stop();
       return this._setState(FINAL_CLOSE[code]);
@@ -379,6 +501,8 @@ export class HeraldClient {
     switch (frame.type) {
       case 'welcome':
         this._attempt = 0;
+        this._retriedAfterExpiry = false;
+        this._scheduleRefresh();
         if (this.lastCursor == null && this._resumeCursor == null) {
           const c = toCursor(data.cursor);
           if (c != null && c > 0) this._resumeCursor = c;
@@ -462,6 +586,17 @@ export class HeraldClient {
 function defaultUrl() {
   if (typeof location === 'undefined') return 'ws://127.0.0.1:8080/ws';
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+/** A JWT's `exp` in epoch ms, or null when it has none (or is not a JWT). */
+function jwtExpiry(token) {
+  try {
+    const payload = String(token).split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const exp = JSON.parse(atob(payload.padEnd(payload.length + ((4 - (payload.length % 4)) % 4), '='))).exp;
+    return Number.isFinite(exp) ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The event-stream URL beside a WebSocket URL: same host, http(s), path /sse. */

@@ -10,4 +10,5 @@ mod harness;
 mod pages;
 mod reconnect;
 mod seeds;
+mod tokens;
 mod transport;
