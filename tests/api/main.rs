@@ -6,6 +6,7 @@ mod abuse_net;
 mod abuse_session;
 mod abuse_storage;
 mod admin;
+mod client_package;
 mod cluster;
 mod delivery;
 mod hardening;
