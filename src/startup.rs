@@ -286,6 +286,7 @@ fn serve(
     settings: &Settings,
 ) -> Result<Server, StartError> {
     let body_limit = settings.max_body_bytes;
+    let allowed_origins = settings.allowed_origins.clone();
     // A peer that leaves sent data unacknowledged this long is gone (or
     // never reads): let the kernel abort the connection so a stalled client
     // cannot pin a session forever.
@@ -300,7 +301,7 @@ fn serve(
             )
             .app_data(web::QueryConfig::default().error_handler(routes::query_error))
             .wrap(actix_web::middleware::from_fn(log_request))
-            .configure(routes::configure)
+            .configure(|cfg| routes::configure(cfg, &allowed_origins))
     })
     .on_connect(move |conn, _| {
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {

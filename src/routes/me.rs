@@ -13,12 +13,13 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+/// The user API's routes, under `/api/me`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/me/inbox", web::get().to(inbox))
-        .route("/me/inbox/read-all", web::post().to(read_all))
-        .route("/me/inbox/{id}/read", web::post().to(read_one))
-        .route("/me/unread-count", web::get().to(unread_count))
-        .route("/me/receipts", web::post().to(receipts));
+    cfg.route("/inbox", web::get().to(inbox))
+        .route("/inbox/read-all", web::post().to(read_all))
+        .route("/inbox/{id}/read", web::post().to(read_one))
+        .route("/unread-count", web::get().to(unread_count))
+        .route("/receipts", web::post().to(receipts));
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod cors;
 pub mod frame_guard;
 pub mod health;
 pub mod me;
@@ -14,18 +15,28 @@ pub mod ws;
 use crate::error::AppError;
 use actix_web::{error::JsonPayloadError, web, HttpRequest};
 
-/// Registers every route on an app.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers every route on an app; `allowed_origins` may call the user API
+/// and the event stream from other origins (CORS).
+pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
     cfg.service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
         .configure(ws::configure)
-        .configure(sse::configure)
         .service(
-            web::scope("/api")
-                .configure(admin::configure)
+            web::scope("/sse")
+                .wrap(cors::user_api(allowed_origins))
+                // Outside the CORS middleware, which answers preflights itself.
+                .wrap(actix_web::middleware::from_fn(cors::preflight_no_content))
+                .configure(sse::configure),
+        )
+        .service(
+            web::scope("/api/me")
+                .wrap(cors::user_api(allowed_origins))
+                // Outside the CORS middleware, which answers preflights itself.
+                .wrap(actix_web::middleware::from_fn(cors::preflight_no_content))
                 .configure(me::configure),
         )
+        .service(web::scope("/api").configure(admin::configure))
         .configure(static_files::configure);
 }
 

@@ -21,8 +21,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// The event stream's route, under `/sse`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sse", web::get().to(stream));
+    cfg.route("", web::get().to(stream));
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,7 @@ mod abuse_storage;
 mod admin;
 mod client_package;
 mod cluster;
+mod cors;
 mod delivery;
 mod hardening;
 mod migrations;
