@@ -1,31 +1,11 @@
 //! Tokens: user JWTs (HS256, `sub` = user id, `exp` required, optional
 //! `groups`) and the admin bearer token, compared in constant time.
 
+pub use crate::claims::{Claims, TokenError};
+use crate::identity::IdentityKeys;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Claims {
-    pub sub: String,
-    pub exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("no token was presented")]
-    Missing,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid: {0}")]
-    Invalid(String),
-    #[error("the token belongs to another user")]
-    WrongUser,
-}
 
 /// Signs and checks user tokens with the server's secret.
 #[derive(Clone)]
@@ -33,6 +13,8 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// The app's identity provider, when herald also takes its tokens.
+    identity: Option<Arc<IdentityKeys>>,
 }
 
 impl TokenKeys {
@@ -44,6 +26,32 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            identity: None,
+        }
+    }
+
+    /// Also accept tokens from the app's identity provider.
+    pub fn with_identity(mut self, identity: Arc<IdentityKeys>) -> TokenKeys {
+        self.identity = Some(identity);
+        self
+    }
+
+    pub fn identity(&self) -> Option<&Arc<IdentityKeys>> {
+        self.identity.as_ref()
+    }
+
+    /// Before verifying a token whose key id herald does not know, refetch
+    /// the identity provider's JWKS (at most every 30 s): the provider may
+    /// have rotated its keys. Verification itself stays synchronous.
+    pub async fn ensure_key(&self, token: &str) {
+        let Some(jwks) = self.identity.as_ref().and_then(|i| i.jwks()) else {
+            return;
+        };
+        let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) else {
+            return;
+        };
+        if !jwks.knows(&kid) && jwks.may_refetch() {
+            let _ = crate::identity::refresh(jwks).await;
         }
     }
 
@@ -66,10 +74,22 @@ impl TokenKeys {
             .map_err(|e| TokenError::Invalid(e.to_string()))
     }
 
-    /// Checks signature, algorithm (HS256 only) and expiry.
+    /// Checks signature, algorithm and expiry: HS256 with herald's own
+    /// secret, anything else with the identity provider's keys (when set).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if header.alg != Algorithm::HS256 {
+            return match &self.identity {
+                Some(identity) => identity.verify(token, &header),
+                None => Err(TokenError::Invalid(format!(
+                    "{:?} is not accepted",
+                    header.alg
+                ))),
+            };
         }
         decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)

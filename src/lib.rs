@@ -4,10 +4,12 @@
 
 pub mod actors;
 pub mod auth;
+pub mod claims;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;

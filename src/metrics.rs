@@ -15,6 +15,7 @@ pub struct Metrics {
     pub connects: IntCounter,
     pub rejected_connects: IntCounterVec,
     pub disconnects: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
     pub frames_in: IntCounter,
     pub frames_out: IntCounter,
     pub deliveries: IntCounter,
@@ -87,6 +88,12 @@ impl Metrics {
                 "herald_disconnects_total",
                 "Sessions closed, by close code (none: the peer vanished)",
                 "code",
+            ),
+            jwks_fetches: counter_vec(
+                &registry,
+                "herald_jwks_fetches_total",
+                "Fetches of the identity provider's JWKS, by result (ok, error)",
+                "result",
             ),
             frames_in: counter(
                 &registry,

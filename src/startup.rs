@@ -12,6 +12,7 @@ use crate::actors::scheduler::Scheduler;
 use crate::auth::{random_secret, TokenKeys};
 use crate::config::Settings;
 use crate::db::{self, settings as stored, DbPool};
+use crate::identity;
 use crate::protocol::codes::close;
 use crate::routes;
 pub use crate::state::AppState;
@@ -59,6 +60,48 @@ pub fn load_secrets(pool: &DbPool, settings: &Settings) -> Result<Secrets, db::D
         admin_token,
         generated_admin,
     })
+}
+
+/// herald's own token keys, and the identity provider's when configured
+/// (its JWKS fetched now and every 10 minutes; a failed fetch is logged and
+/// retried, never fatal: the provider may be down for a moment).
+async fn token_keys(settings: &Settings, secret: &str) -> Result<TokenKeys, StartError> {
+    let keys = TokenKeys::new(secret);
+    if settings.jwt_public_key.is_none() && settings.jwks_url.is_none() {
+        return Ok(keys);
+    }
+    let pem = match &settings.jwt_public_key {
+        Some(path) => {
+            Some(identity::pem_key(path).map_err(|e| StartError::Settings(e.to_string()))?)
+        }
+        None => None,
+    };
+    let jwks = settings.jwks_url.as_deref().map(identity::Jwks::new);
+    let rules = identity::ClaimRules {
+        issuer: settings.jwt_issuer.clone(),
+        audience: settings.jwt_audience.clone(),
+        user_claim: settings.jwt_user_claim.clone(),
+        groups_claim: settings.jwt_groups_claim.clone(),
+    };
+    let identity = Arc::new(identity::IdentityKeys::new(pem, jwks, rules));
+    if let Some(jwks) = identity.jwks() {
+        let _ = identity::refresh(jwks).await;
+        let held = Arc::downgrade(&identity);
+        actix_web::rt::spawn(async move {
+            let mut every = actix_web::rt::time::interval(identity::REFETCH_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let Some(identity) = held.upgrade() else {
+                    return;
+                };
+                if let Some(jwks) = identity.jwks() {
+                    let _ = identity::refresh(jwks).await;
+                }
+            }
+        });
+    }
+    Ok(keys.with_identity(identity))
 }
 
 /// A built, bound, not yet running herald.
@@ -121,7 +164,7 @@ impl Application {
         let state = web::Data::new(AppState {
             pool,
             settings: settings.clone(),
-            keys: TokenKeys::new(&secrets.jwt_secret),
+            keys: token_keys(&settings, &secrets.jwt_secret).await?,
             admin_token: secrets.admin_token.clone(),
             registry,
             scheduler,

@@ -5,6 +5,7 @@ use crate::auth::{admin_token_matches, Claims, TokenError};
 use crate::error::AppError;
 use crate::state::AppState;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
 use std::future::{ready, Ready};
 
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
@@ -46,17 +47,26 @@ pub struct UserAuth(pub Claims);
 
 impl FromRequest for UserAuth {
     type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(state(req).and_then(|state| {
+        let found = state(req).and_then(|state| {
             let token = bearer(req).ok_or_else(|| {
                 AppError::Unauthorized("send your token as Authorization: Bearer <token>".into())
             })?;
-            state.keys.verify(token).map(UserAuth).map_err(|e| match e {
-                TokenError::Expired => AppError::Unauthorized("the token has expired".into()),
-                other => AppError::Unauthorized(other.to_string()),
-            })
-        }))
+            Ok((state.clone(), token.to_string()))
+        });
+        Box::pin(async move {
+            let (state, token) = found?;
+            state.keys.ensure_key(&token).await;
+            state
+                .keys
+                .verify(&token)
+                .map(UserAuth)
+                .map_err(|e| match e {
+                    TokenError::Expired => AppError::Unauthorized("the token has expired".into()),
+                    other => AppError::Unauthorized(other.to_string()),
+                })
+        })
     }
 }

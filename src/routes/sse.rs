@@ -80,6 +80,7 @@ async fn stream(
         )
     })?;
     admit(&req, ambient, &state)?;
+    state.keys.ensure_key(&token).await;
     let claims = verify(&state, &token, query.id.as_deref()).inspect_err(|e| {
         let reason = if matches!(e, AppError::Forbidden(_)) {
             "forbidden"

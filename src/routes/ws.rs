@@ -82,7 +82,7 @@ async fn connect(
 ) -> Result<HttpResponse, actix_web::Error> {
     let legacy = query.id.is_none() && query.uid.is_some();
     let user_id = query.id.clone().or_else(|| query.uid.clone());
-    start(req, stream, query.into_inner(), user_id, legacy, state)
+    start(req, stream, query.into_inner(), user_id, legacy, state).await
 }
 
 async fn connect_legacy(
@@ -94,10 +94,10 @@ async fn connect_legacy(
 ) -> Result<HttpResponse, actix_web::Error> {
     // Seed 000 appends ":<timestamp>" to make each URL unique.
     let user_id = path.split(':').next().unwrap_or_default().to_string();
-    start(req, stream, query.into_inner(), Some(user_id), true, state)
+    start(req, stream, query.into_inner(), Some(user_id), true, state).await
 }
 
-fn start(
+async fn start(
     req: HttpRequest,
     stream: web::Payload,
     query: WsQuery,
@@ -108,6 +108,9 @@ fn start(
     let settings = &state.settings;
     let creds = credentials(&req, &query, &settings.token_cookie);
     admit(&req, creds.ambient, &state)?;
+    if let Some(token) = &creds.token {
+        state.keys.ensure_key(token).await;
+    }
     let echo: Vec<&str> = creds.echo.as_deref().into_iter().collect();
     let verdict = verify(&state, creds.token.as_deref(), user_id.as_deref());
     // Every socket reads through the guard, a rejected one too: no client

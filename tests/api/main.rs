@@ -11,6 +11,7 @@ mod cluster;
 mod cors;
 mod delivery;
 mod hardening;
+mod identity;
 mod migrations;
 mod raw_ws;
 mod restart;

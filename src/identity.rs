@@ -1,0 +1,324 @@
+//! Tokens from the app's own identity provider (Keycloak, Auth0, Cognito…):
+//! asymmetric JWTs checked with a PEM public key or the provider's JWKS.
+//!
+//! The algorithm follows the key, never the token: an RSA key accepts
+//! RS256/384/512 and PS256/384/512, an EC key ES256/ES384, an Ed25519 key
+//! EdDSA. A symmetric JWK is ignored (HS256 is only ever checked with
+//! herald's own secret, in `auth.rs`), so a token "signed" with the public
+//! key as an HMAC secret finds no key that accepts it. Issuer and audience
+//! are checked when configured, `nbf` is honoured, and 30 s of clock skew
+//! between the provider and herald is allowed. The user id and the groups
+//! are read from configurable claims (dot paths reach nested ones).
+
+use crate::claims::{Claims, TokenError};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Header, Validation};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Clock skew allowed between the identity provider and herald.
+const LEEWAY_SECS: u64 = 30;
+/// How long one JWKS fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// An unknown `kid` refetches the JWKS at most this often.
+pub const REFETCH_UNKNOWN_KID: Duration = Duration::from_secs(30);
+/// The JWKS is refetched this often in any case.
+pub const REFETCH_EVERY: Duration = Duration::from_secs(600);
+
+/// A verification key and the algorithms its type allows.
+#[derive(Clone)]
+pub struct Key {
+    decoding: DecodingKey,
+    algorithms: Vec<Algorithm>,
+}
+
+/// Where the claims herald needs are in the provider's tokens, and what the
+/// tokens must say about issuer and audience.
+#[derive(Debug, Clone)]
+pub struct ClaimRules {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub user_claim: String,
+    pub groups_claim: String,
+}
+
+/// The provider's keys: a PEM public key, a JWKS, or both.
+pub struct IdentityKeys {
+    pem: Option<Key>,
+    jwks: Option<Jwks>,
+    rules: ClaimRules,
+}
+
+/// A JWKS document, fetched and cached, refetched when asked.
+pub struct Jwks {
+    url: String,
+    keys: RwLock<HashMap<String, Key>>,
+    fetched_at: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: {reason}")]
+    Pem { path: String, reason: String },
+    #[error("JWKS {url}: {reason}")]
+    Jwks { url: String, reason: String },
+}
+
+impl IdentityKeys {
+    pub fn new(pem: Option<Key>, jwks: Option<Jwks>, rules: ClaimRules) -> IdentityKeys {
+        IdentityKeys { pem, jwks, rules }
+    }
+
+    pub fn jwks(&self) -> Option<&Jwks> {
+        self.jwks.as_ref()
+    }
+
+    /// The key for this header, if herald knows it now.
+    fn key_for(&self, header: &Header) -> Option<Key> {
+        match (&header.kid, &self.jwks) {
+            (Some(kid), Some(jwks)) => jwks.get(kid),
+            _ => self.pem.clone(),
+        }
+    }
+
+    /// Checks an asymmetric token with the keys known now.
+    pub fn verify(&self, token: &str, header: &Header) -> Result<Claims, TokenError> {
+        let key = self
+            .key_for(header)
+            .ok_or_else(|| TokenError::Invalid("the token's key (kid) is not known".into()))?;
+        if !key.algorithms.contains(&header.alg) {
+            return Err(TokenError::Invalid(format!(
+                "{:?} does not match the key's type",
+                header.alg
+            )));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = key.algorithms.clone();
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        match &self.rules.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &self.rules.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        let data =
+            decode::<Value>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            })?;
+        self.claims(&data.claims)
+    }
+
+    fn claims(&self, claims: &Value) -> Result<Claims, TokenError> {
+        let sub = claim_at(claims, &self.rules.user_claim)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                TokenError::Invalid(format!("no user id in claim {}", self.rules.user_claim))
+            })?;
+        let groups = match claim_at(claims, &self.rules.groups_claim) {
+            Some(Value::String(g)) => vec![g.clone()],
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Claims {
+            sub: sub.to_string(),
+            exp: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
+            iat: claims.get("iat").and_then(Value::as_u64),
+            groups,
+        })
+    }
+}
+
+/// A claim by dot path: `realm_access.roles`.
+fn claim_at<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(claims, |v, part| v.get(part))
+}
+
+/// Reads a PEM public key: RSA, EC (P-256/P-384) or Ed25519.
+pub fn pem_key(path: &str) -> Result<Key, KeyError> {
+    let pem = std::fs::read(path).map_err(|e| KeyError::Pem {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    use Algorithm::*;
+    if let Ok(decoding) = DecodingKey::from_rsa_pem(&pem) {
+        return Ok(Key {
+            decoding,
+            algorithms: vec![RS256, RS384, RS512, PS256, PS384, PS512],
+        });
+    }
+    if let Ok(decoding) = DecodingKey::from_ec_pem(&pem) {
+        return Ok(Key {
+            decoding,
+            algorithms: vec![ES256, ES384],
+        });
+    }
+    if let Ok(decoding) = DecodingKey::from_ed_pem(&pem) {
+        return Ok(Key {
+            decoding,
+            algorithms: vec![EdDSA],
+        });
+    }
+    Err(KeyError::Pem {
+        path: path.into(),
+        reason: "not an RSA, EC or Ed25519 public key in PEM".into(),
+    })
+}
+
+impl Jwks {
+    pub fn new(url: &str) -> Jwks {
+        Jwks {
+            url: url.to_string(),
+            keys: RwLock::new(HashMap::new()),
+            fetched_at: Mutex::new(None),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn get(&self, kid: &str) -> Option<Key> {
+        self.keys.read().ok()?.get(kid).cloned()
+    }
+
+    pub fn knows(&self, kid: &str) -> bool {
+        self.get(kid).is_some()
+    }
+
+    /// True (and noted) when a refetch for an unknown kid may go now.
+    pub fn may_refetch(&self) -> bool {
+        let Ok(mut at) = self.fetched_at.lock() else {
+            return false;
+        };
+        match *at {
+            Some(t) if t.elapsed() < REFETCH_UNKNOWN_KID => false,
+            _ => {
+                *at = Some(Instant::now());
+                true
+            }
+        }
+    }
+
+    /// Replaces the keys with the document's. A failure keeps the last good
+    /// keys; the caller logs and counts it.
+    pub fn install(&self, body: &str) -> Result<usize, KeyError> {
+        let set: JwkSet = serde_json::from_str(body).map_err(|e| KeyError::Jwks {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let (Some(kid), Some(algorithms)) =
+                (&jwk.common.key_id, algorithms_for(&jwk.algorithm))
+            else {
+                continue;
+            };
+            if let Ok(decoding) = DecodingKey::from_jwk(jwk) {
+                keys.insert(
+                    kid.clone(),
+                    Key {
+                        decoding,
+                        algorithms,
+                    },
+                );
+            }
+        }
+        let count = keys.len();
+        if let Ok(mut held) = self.keys.write() {
+            *held = keys;
+        }
+        if let Ok(mut at) = self.fetched_at.lock() {
+            *at = Some(Instant::now());
+        }
+        Ok(count)
+    }
+}
+
+/// Fetches the JWKS and installs its keys; a failure keeps the last good
+/// keys, and is logged and counted.
+pub async fn refresh(jwks: &Jwks) -> Result<usize, KeyError> {
+    let fetched = fetch(jwks.url()).await.and_then(|body| jwks.install(&body));
+    let result = if fetched.is_ok() { "ok" } else { "error" };
+    crate::metrics::METRICS
+        .jwks_fetches
+        .with_label_values(&[result])
+        .inc();
+    match &fetched {
+        Ok(keys) => tracing::info!(url = %jwks.url(), keys, "identity provider keys fetched"),
+        Err(e) => {
+            tracing::warn!(error = %e, "identity provider keys could not be fetched; keeping the last good ones")
+        }
+    }
+    fetched
+}
+
+async fn fetch(url: &str) -> Result<String, KeyError> {
+    let failed = |reason: String| KeyError::Jwks {
+        url: url.to_string(),
+        reason,
+    };
+    let response = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .build()
+        .map_err(|e| failed(e.to_string()))?
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(failed(format!("HTTP {}", response.status())));
+    }
+    response.text().await.map_err(|e| failed(e.to_string()))
+}
+
+/// The algorithms a JWK's key type allows; none for symmetric keys.
+fn algorithms_for(params: &AlgorithmParameters) -> Option<Vec<Algorithm>> {
+    use Algorithm::*;
+    match params {
+        AlgorithmParameters::RSA(_) => Some(vec![RS256, RS384, RS512, PS256, PS384, PS512]),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(vec![ES256]),
+            EllipticCurve::P384 => Some(vec![ES384]),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(_) => Some(vec![EdDSA]),
+        AlgorithmParameters::OctetKey(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claims_by_dot_path_and_a_single_group_string() {
+        let claims = json!({"sub": "u1", "realm_access": {"roles": ["a", "b"]}, "team": "ops"});
+        assert_eq!(
+            claim_at(&claims, "realm_access.roles"),
+            Some(&json!(["a", "b"]))
+        );
+        let keys = IdentityKeys::new(
+            None,
+            None,
+            ClaimRules {
+                issuer: None,
+                audience: None,
+                user_claim: "sub".into(),
+                groups_claim: "team".into(),
+            },
+        );
+        assert_eq!(keys.claims(&claims).expect("claims").groups, ["ops"]);
+    }
+}
