@@ -4,8 +4,7 @@
 
 pub mod codes;
 
-use crate::db::models::Announcement;
-use crate::domain::rfc3339;
+use crate::domain::{rfc3339, Announcement, Level};
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -136,7 +135,7 @@ pub struct AnnouncementView {
     pub id: i64,
     pub title: String,
     pub content: String,
-    pub level: String,
+    pub level: Level,
     pub link: Option<String>,
     pub publish_at: String,
     pub expires_at: Option<String>,
@@ -149,11 +148,11 @@ impl From<&Announcement> for AnnouncementView {
             id: a.id,
             title: a.title.clone(),
             content: a.content.clone(),
-            level: a.level.clone(),
+            level: a.level,
             link: a.link.clone(),
             publish_at: rfc3339(a.published_at.unwrap_or(a.publish_at)),
             expires_at: a.expires_at.map(rfc3339),
-            cursor: a.publish_cursor,
+            cursor: a.cursor,
         }
     }
 }
@@ -169,11 +168,11 @@ pub struct Prepared {
 }
 
 impl From<&Announcement> for Prepared {
-    fn from(row: &Announcement) -> Prepared {
-        let view = AnnouncementView::from(row);
+    fn from(a: &Announcement) -> Prepared {
+        let view = AnnouncementView::from(a);
         Prepared {
-            id: row.id,
-            cursor: row.publish_cursor.unwrap_or(0),
+            id: a.id,
+            cursor: a.cursor.unwrap_or(0),
             v1: ByteString::from(announcement(&view, false)),
             legacy: ByteString::from(announcement(&view, true)),
         }
@@ -319,7 +318,7 @@ mod tests {
             id: 5,
             title: "T".into(),
             content: "C".into(),
-            level: "info".into(),
+            level: Level::Info,
             link: None,
             publish_at: "2026-01-01T00:00:00.000Z".into(),
             expires_at: None,
@@ -329,6 +328,10 @@ mod tests {
         assert_eq!(v["title"], "T");
         assert_eq!(v["data"]["title"], "T");
         assert_eq!(v["data"]["cursor"], 9);
+        assert_eq!(
+            (&v["level"], &v["data"]["level"]),
+            (&json!("info"), &json!("info"))
+        );
         let v: Value = serde_json::from_str(&announcement(&view, false)).expect("json");
         assert!(v.get("title").is_none());
         let p: Value = serde_json::from_str(&pong(1, true)).expect("json");

@@ -10,9 +10,8 @@ use super::cluster::ClusterHandle;
 use super::delivery::deliver_all;
 use super::messages::{ReadSync, Retract};
 use super::registry::Registry;
-use crate::db::models::FullAnnouncement;
 use crate::db::DbPool;
-use crate::domain::Audience;
+use crate::domain::{Audience, FullAnnouncement};
 use actix::prelude::*;
 
 #[derive(Clone)]

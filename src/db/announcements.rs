@@ -3,13 +3,13 @@
 
 use super::audiences;
 use super::events::{self, Event};
-use super::models::{
-    Announcement, AnnouncementInsertForm, AnnouncementUpdateForm, FullAnnouncement, Status,
-    SummarizedAnnouncement,
-};
+use super::models::{self, AnnouncementInsertForm, AnnouncementRow, AnnouncementUpdateForm};
 use super::schema::{announcement_targets as targets, announcements as a, counters};
 use super::{DbConn, DbError};
-use crate::domain::{AnnouncementDraft, AnnouncementPatch};
+use crate::domain::{
+    Announcement, AnnouncementDraft, AnnouncementPatch, AudienceKind, FullAnnouncement, Status,
+    SummarizedAnnouncement,
+};
 use diesel::prelude::*;
 
 type Backend = <DbConn as Connection>::Backend;
@@ -28,7 +28,7 @@ pub fn insert(
             content: &draft.content,
             level: draft.level.as_str(),
             link: draft.link.as_deref(),
-            audience: draft.audience.kind(),
+            audience: draft.audience.kind().as_str(),
             status: Status::Scheduled.as_str(),
             publish_at: draft.publish_at,
             expires_at: draft.expires_at,
@@ -37,12 +37,12 @@ pub fn insert(
         };
         let id = insert_returning_id(conn, &form)?;
         audiences::write(conn, id, &draft.audience)?;
-        let row = a::table
+        let row: AnnouncementRow = a::table
             .find(id)
-            .select(Announcement::as_select())
+            .select(AnnouncementRow::as_select())
             .first(conn)?;
         Ok(FullAnnouncement {
-            row,
+            announcement: row.into(),
             audience: draft.audience.clone(),
         })
     })
@@ -69,13 +69,13 @@ fn insert_returning_id(
 diesel::define_sql_function!(fn last_insert_rowid() -> BigInt);
 
 pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbError> {
-    let row = a::table
+    let row: Option<AnnouncementRow> = a::table
         .find(id)
-        .select(Announcement::as_select())
+        .select(AnnouncementRow::as_select())
         .first(conn)
         .optional()?;
     match row {
-        Some(row) => Ok(audiences::attach(conn, vec![row])?.pop()),
+        Some(row) => Ok(audiences::attach(conn, vec![row.into()])?.pop()),
         None => Ok(None),
     }
 }
@@ -85,11 +85,11 @@ pub fn get_summarized(
     conn: &mut DbConn,
     id: i64,
 ) -> Result<Option<SummarizedAnnouncement>, DbError> {
-    let rows: Vec<Announcement> = a::table
+    let rows = a::table
         .find(id)
-        .select(Announcement::as_select())
+        .select(AnnouncementRow::as_select())
         .load(conn)?;
-    Ok(audiences::summarize(conn, rows)?.pop())
+    Ok(audiences::summarize(conn, models::announcements(rows))?.pop())
 }
 
 /// Newest first; `before` is an id from the previous page. Audiences come
@@ -102,7 +102,7 @@ pub fn list(
     limit: i64,
 ) -> Result<Vec<SummarizedAnnouncement>, DbError> {
     let mut query = a::table
-        .select(Announcement::as_select())
+        .select(AnnouncementRow::as_select())
         .order(a::id.desc())
         .limit(limit)
         .into_boxed::<Backend>();
@@ -113,7 +113,7 @@ pub fn list(
         query = query.filter(a::id.lt(before));
     }
     let rows = query.load(conn)?;
-    Ok(audiences::summarize(conn, rows)?)
+    Ok(audiences::summarize(conn, models::announcements(rows))?)
 }
 
 #[derive(Debug)]
@@ -136,15 +136,18 @@ pub fn update_scheduled(
         let Some(current) = get(conn, id)? else {
             return Ok(ChangeOutcome::NotFound);
         };
-        if current.row.status() != Status::Scheduled {
-            return Ok(ChangeOutcome::NotScheduled(current.row.status()));
+        if current.announcement.status != Status::Scheduled {
+            return Ok(ChangeOutcome::NotScheduled(current.announcement.status));
         }
         let form = AnnouncementUpdateForm {
             title: patch.title.clone(),
             content: patch.content.clone(),
             level: patch.level.map(|l| l.as_str().to_string()),
             link: patch.link.clone(),
-            audience: patch.audience.as_ref().map(|a| a.kind().to_string()),
+            audience: patch
+                .audience
+                .as_ref()
+                .map(|a| a.kind().as_str().to_string()),
             publish_at: patch.publish_at,
             expires_at: patch.expires_at,
             updated_at: Some(now),
@@ -157,7 +160,7 @@ pub fn update_scheduled(
         .set(&form)
         .execute(conn)?;
         if changed == 0 {
-            let status = get(conn, id)?.map_or(Status::Cancelled, |f| f.row.status());
+            let status = get(conn, id)?.map_or(Status::Cancelled, |f| f.announcement.status);
             return Ok(ChangeOutcome::NotScheduled(status));
         }
         if let Some(audience) = &patch.audience {
@@ -288,8 +291,8 @@ pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnounce
         diesel::update(a::table.find(id))
             .set((a::publish_cursor.eq(cursor), a::targeted.eq(targeted)))
             .execute(conn)?;
-        full.row.publish_cursor = Some(cursor);
-        full.row.targeted = Some(targeted);
+        full.announcement.cursor = Some(cursor);
+        full.announcement.targeted = Some(targeted);
         events::notify(conn, &Event::Published { id, cursor })?;
         Ok(Some(full))
     })
@@ -330,9 +333,9 @@ pub fn with_cursor_between(
         .filter(a::publish_cursor.gt(after))
         .filter(a::publish_cursor.le(upto))
         .order(a::publish_cursor.asc())
-        .select(Announcement::as_select())
+        .select(AnnouncementRow::as_select())
         .load(conn)?;
-    Ok(audiences::attach(conn, rows)?)
+    Ok(audiences::attach(conn, models::announcements(rows))?)
 }
 
 /// Announcements retracted at or after `since` (epoch ms) whose cursor is at
@@ -347,9 +350,9 @@ pub fn retracted_since(
         .filter(a::retracted_at.ge(since))
         .filter(a::publish_cursor.le(upto))
         .order(a::publish_cursor.asc())
-        .select(Announcement::as_select())
+        .select(AnnouncementRow::as_select())
         .load(conn)?;
-    Ok(audiences::attach(conn, rows)?)
+    Ok(audiences::attach(conn, models::announcements(rows))?)
 }
 
 /// The newest cursor handed out (0 before the first publish).
@@ -381,19 +384,20 @@ pub fn visible_to<'a>(
     now: i64,
 ) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool> + 'a> {
     use diesel::dsl::exists;
-    let for_user = a::audience.eq("users").and(exists(
+    let for_user = a::audience.eq(AudienceKind::Users.as_str()).and(exists(
         targets::table
             .filter(targets::announcement_id.eq(a::id))
-            .filter(targets::kind.eq("user"))
+            .filter(targets::kind.eq(audiences::USER_TARGET))
             .filter(targets::value.eq(user_id)),
     ));
-    let for_groups = a::audience.eq("groups").and(exists(
+    let for_groups = a::audience.eq(AudienceKind::Groups.as_str()).and(exists(
         targets::table
             .filter(targets::announcement_id.eq(a::id))
-            .filter(targets::kind.eq("group"))
+            .filter(targets::kind.eq(audiences::GROUP_TARGET))
             .filter(targets::value.eq_any(groups)),
     ));
-    Box::new(current(now).and(a::audience.eq("all").or(for_user).or(for_groups)))
+    let for_all = a::audience.eq(AudienceKind::All.as_str());
+    Box::new(current(now).and(for_all.or(for_user).or(for_groups)))
 }
 
 /// Everything for this user published after `since`, oldest first: the
@@ -407,11 +411,12 @@ pub fn for_user_since(
     now: i64,
     limit: i64,
 ) -> Result<Vec<Announcement>, DbError> {
-    Ok(a::table
+    let rows = a::table
         .filter(visible_to(user_id, groups, now))
         .filter(a::publish_cursor.gt(since))
         .order(a::publish_cursor.asc())
         .limit(limit)
-        .select(Announcement::as_select())
-        .load(conn)?)
+        .select(AnnouncementRow::as_select())
+        .load(conn)?;
+    Ok(models::announcements(rows))
 }

@@ -4,8 +4,8 @@
 //! rest of the replay comes a page at a time, in cursor order, up to the
 //! cursor that was newest at the opening.
 
-use super::models::Announcement;
 use super::{announcements, receipts, users, DbConn, DbError};
+use crate::domain::Announcement;
 
 /// How much one replay page may hold: at most `rows` rows, and rows only
 /// until their text passes `bytes` (always at least one row).
@@ -80,7 +80,7 @@ pub fn replay(
     };
     let mut bytes = 0;
     for row in found {
-        if row.publish_cursor.unwrap_or(0) > upto {
+        if row.cursor.unwrap_or(0) > upto {
             page.more = false;
             break;
         }

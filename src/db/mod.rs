@@ -8,7 +8,7 @@ pub mod announcements;
 pub mod audiences;
 pub mod catch_up;
 pub mod events;
-pub mod models;
+mod models;
 pub mod receipts;
 pub mod schema;
 pub mod settings;

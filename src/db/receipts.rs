@@ -3,9 +3,10 @@
 
 use super::announcements::{current, visible_to};
 use super::audiences;
-use super::models::{Announcement, Receipt};
+use super::models::{self, AnnouncementRow, ReceiptRow};
 use super::schema::{announcements as a, receipts as r};
 use super::{DbConn, DbError};
+use crate::domain::{Announcement, AudienceKind};
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -68,9 +69,9 @@ pub fn record(
 
     conn.transaction(|conn| {
         for (&id, users) in &wanted {
-            let rows: Vec<Receipt> = users
+            let rows: Vec<ReceiptRow> = users
                 .iter()
-                .map(|(user, kind)| Receipt {
+                .map(|(user, kind)| ReceiptRow {
                     announcement_id: id,
                     user_id: user.to_string(),
                     delivered_at: Some(at),
@@ -124,26 +125,30 @@ pub fn record(
 fn allowed(conn: &mut DbConn, events: &[ReceiptEvent], at: i64) -> Result<Vec<bool>, DbError> {
     let ids: BTreeSet<i64> = events.iter().map(|e| e.announcement_id).collect();
     let ids: Vec<i64> = ids.into_iter().collect();
-    // announcement id → its audience column, for the current ones only
-    let mut open: HashMap<i64, String> = HashMap::new();
+    // announcement id → its audience kind, for the current ones only; an
+    // audience herald did not write lets no one in
+    let mut open: HashMap<i64, AudienceKind> = HashMap::new();
     for chunk in ids.chunks(500) {
+        let found = a::table
+            .filter(a::id.eq_any(chunk))
+            .filter(current(at))
+            .select((a::id, a::audience))
+            .load::<(i64, String)>(conn)?;
         open.extend(
-            a::table
-                .filter(a::id.eq_any(chunk))
-                .filter(current(at))
-                .select((a::id, a::audience))
-                .load::<(i64, String)>(conn)?,
+            found
+                .into_iter()
+                .filter_map(|(id, column)| Some((id, AudienceKind::parse(&column)?))),
         );
     }
     // announcement id → the user ids or group names this batch asks about
     let mut asked: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
     for e in events {
         let values = asked.entry(e.announcement_id);
-        match open.get(&e.announcement_id).map(String::as_str) {
-            Some("users") => {
+        match open.get(&e.announcement_id) {
+            Some(AudienceKind::Users) => {
                 values.or_default().insert(e.user_id.as_str());
             }
-            Some("groups") => values
+            Some(AudienceKind::Groups) => values
                 .or_default()
                 .extend(e.groups.iter().map(String::as_str)),
             _ => {}
@@ -151,7 +156,9 @@ fn allowed(conn: &mut DbConn, events: &[ReceiptEvent], at: i64) -> Result<Vec<bo
     }
     let mut members: HashMap<i64, HashSet<String>> = HashMap::new();
     for (id, values) in asked {
-        let audience = open.get(&id).map_or("", String::as_str);
+        let Some(&audience) = open.get(&id) else {
+            continue;
+        };
         let values: Vec<&str> = values.into_iter().collect();
         members.insert(id, audiences::matching(conn, id, audience, &values)?);
     }
@@ -159,11 +166,13 @@ fn allowed(conn: &mut DbConn, events: &[ReceiptEvent], at: i64) -> Result<Vec<bo
         .iter()
         .map(|e| {
             let found = members.get(&e.announcement_id);
-            match open.get(&e.announcement_id).map(String::as_str) {
-                Some("all") => true,
-                Some("users") => found.is_some_and(|m| m.contains(&e.user_id)),
-                Some("groups") => found.is_some_and(|m| e.groups.iter().any(|g| m.contains(g))),
-                _ => false,
+            match open.get(&e.announcement_id) {
+                Some(AudienceKind::All) => true,
+                Some(AudienceKind::Users) => found.is_some_and(|m| m.contains(&e.user_id)),
+                Some(AudienceKind::Groups) => {
+                    found.is_some_and(|m| e.groups.iter().any(|g| m.contains(g)))
+                }
+                None => false,
             }
         })
         .collect())
@@ -199,7 +208,7 @@ pub fn inbox(
 ) -> Result<Vec<InboxItem>, DbError> {
     let mut query = a::table
         .filter(visible_to(user_id, groups, now))
-        .select(Announcement::as_select())
+        .select(AnnouncementRow::as_select())
         .order(a::publish_cursor.desc())
         .limit(limit)
         .into_boxed::<Backend>();
@@ -209,7 +218,7 @@ pub fn inbox(
     if let Some(before) = before {
         query = query.filter(a::publish_cursor.lt(before));
     }
-    let rows = query.load(conn)?;
+    let rows = models::announcements(query.load(conn)?);
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
     let read: BTreeSet<i64> = r::table
         .filter(r::user_id.eq(user_id))

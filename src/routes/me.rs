@@ -48,7 +48,7 @@ async fn inbox(
     })
     .await?;
     let next_before = (items.len() as i64 == limit)
-        .then(|| items.last().and_then(|i| i.announcement.publish_cursor))
+        .then(|| items.last().and_then(|i| i.announcement.cursor))
         .flatten();
     let items: Vec<serde_json::Value> = items
         .iter()

@@ -108,7 +108,9 @@ async fn publish_directly(app: &TestApp, count: usize, content: &str) -> Vec<i64
         conn.transaction(|conn| {
             let mut ids = Vec::with_capacity(count);
             for _ in 0..count {
-                let id = herald::db::announcements::insert(conn, &draft, now)?.row.id;
+                let id = herald::db::announcements::insert(conn, &draft, now)?
+                    .announcement
+                    .id;
                 herald::db::announcements::claim(conn, id, now)?;
                 ids.push(id);
             }

@@ -379,8 +379,7 @@ async fn measure_large_audiences_postgres() {
 both_backends!(reschedule_between_due_and_claim_keeps_the_new_time);
 async fn reschedule_between_due_and_claim_keeps_the_new_time() {
     use herald::db::announcements::{claim, due, get, insert, update_scheduled, ChangeOutcome};
-    use herald::db::models::Status;
-    use herald::domain::{AnnouncementDraft, AnnouncementPatch, Audience, Level};
+    use herald::domain::{AnnouncementDraft, AnnouncementPatch, Audience, Level, Status};
     let db = TestDb::new();
     let pool = herald::db::connect(&db.url, 2, 5_000).expect("database");
     let mut conn = pool.get().expect("connection");
@@ -401,7 +400,10 @@ async fn reschedule_between_due_and_claim_keeps_the_new_time() {
     };
 
     // The tick found it due; the admin moves it a year ahead; the tick claims.
-    let id = insert(&mut conn, &draft, now).expect("insert").row.id;
+    let id = insert(&mut conn, &draft, now)
+        .expect("insert")
+        .announcement
+        .id;
     assert_eq!(due(&mut conn, now, 10).expect("due"), vec![id]);
     let patched = update_scheduled(&mut conn, id, &move_later, now).expect("patch");
     assert!(matches!(patched, ChangeOutcome::Changed(_)), "{patched:?}");
@@ -410,11 +412,17 @@ async fn reschedule_between_due_and_claim_keeps_the_new_time() {
         claimed.is_none(),
         "claimed after the reschedule: {claimed:?}"
     );
-    let row = get(&mut conn, id).expect("get").expect("row").row;
-    assert_eq!((row.status(), row.publish_at), (Status::Scheduled, later));
+    let stored = get(&mut conn, id).expect("get").expect("row").announcement;
+    assert_eq!(
+        (stored.status, stored.publish_at),
+        (Status::Scheduled, later)
+    );
 
     // The other order: the claim wins, and the patch is refused.
-    let id = insert(&mut conn, &draft, now).expect("insert").row.id;
+    let id = insert(&mut conn, &draft, now)
+        .expect("insert")
+        .announcement
+        .id;
     assert!(claim(&mut conn, id, now).expect("claim").is_some());
     let patched = update_scheduled(&mut conn, id, &move_later, now).expect("patch");
     assert!(

@@ -6,9 +6,8 @@ use crate::actors::delivery::{deliver, record_online};
 use crate::actors::messages::{ReadSync, Retract};
 use crate::actors::registry::Registry;
 use crate::db::events::Event;
-use crate::db::models::FullAnnouncement;
 use crate::db::{self, DbConn, DbError, DbPool};
-use crate::domain::Audience;
+use crate::domain::{Audience, FullAnnouncement};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +110,7 @@ impl Node {
             for step in plan.steps {
                 match step {
                     Step::Publish(full) => {
-                        let id = full.row.id;
+                        let id = full.announcement.id;
                         online.push((id, deliver(&registry, *full).await));
                     }
                     Step::Retract { id, audience } => registry.do_send(Retract { id, audience }),
@@ -196,7 +195,7 @@ fn plan_catch_up(
     if let Some(since) = retracts_since {
         for full in db::announcements::retracted_since(conn, since, upto)? {
             plan.steps.push(Step::Retract {
-                id: full.row.id,
+                id: full.announcement.id,
                 audience: full.audience,
             });
         }
