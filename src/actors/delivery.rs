@@ -4,7 +4,7 @@
 use super::messages::Publish;
 use super::registry::Registry;
 use crate::db::{self, DbPool};
-use crate::domain::{FullAnnouncement, Status};
+use crate::domain::{AnnouncementId, FullAnnouncement, Status};
 use crate::metrics::METRICS;
 use crate::protocol::Prepared;
 use actix::prelude::*;
@@ -22,8 +22,8 @@ pub async fn deliver(registry: &Addr<Registry>, full: FullAnnouncement) -> i64 {
         .publish_lag
         .observe((db::now_ms() - a.publish_at).max(0) as f64 / 1000.0);
     tracing::info!(
-        announcement_id = a.id,
-        cursor = prepared.cursor,
+        announcement_id = a.id.0,
+        cursor = prepared.cursor.0,
         audience = full.audience.kind().as_str(),
         "publishing"
     );
@@ -49,7 +49,7 @@ pub async fn deliver_all(pool: &DbPool, registry: &Addr<Registry>, all: Vec<Full
 /// Adds this node's online counts `(announcement id, users)` to the
 /// announcements' stats. Stats are informational: a failure is logged, not
 /// retried.
-pub async fn record_online(pool: &DbPool, online: Vec<(i64, i64)>) {
+pub async fn record_online(pool: &DbPool, online: Vec<(AnnouncementId, i64)>) {
     if online.is_empty() {
         return;
     }

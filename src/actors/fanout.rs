@@ -11,7 +11,7 @@ use super::delivery::deliver_all;
 use super::messages::{ReadSync, Retract};
 use super::registry::Registry;
 use crate::db::DbPool;
-use crate::domain::{Audience, FullAnnouncement};
+use crate::domain::{AnnouncementId, Audience, FullAnnouncement};
 use actix::prelude::*;
 
 #[derive(Clone)]
@@ -50,7 +50,7 @@ impl Fanout {
     }
 
     /// An announcement this node just retracted.
-    pub fn retracted(&self, id: i64, audience: Audience) {
+    pub fn retracted(&self, id: AnnouncementId, audience: Audience) {
         if self.cluster.is_none() {
             self.registry.do_send(Retract { id, audience });
         }

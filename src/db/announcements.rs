@@ -7,8 +7,8 @@ use super::models::{self, AnnouncementInsertForm, AnnouncementRow, AnnouncementU
 use super::schema::{announcement_targets as targets, announcements as a, counters};
 use super::{DbConn, DbError};
 use crate::domain::{
-    Announcement, AnnouncementDraft, AnnouncementPatch, AudienceKind, FullAnnouncement, Status,
-    SummarizedAnnouncement,
+    Announcement, AnnouncementDraft, AnnouncementId, AnnouncementPatch, AudienceKind, Cursor,
+    FullAnnouncement, Status, SummarizedAnnouncement,
 };
 use diesel::prelude::*;
 
@@ -38,7 +38,7 @@ pub fn insert(
         let id = insert_returning_id(conn, &form)?;
         audiences::write(conn, id, &draft.audience)?;
         let row: AnnouncementRow = a::table
-            .find(id)
+            .find(id.0)
             .select(AnnouncementRow::as_select())
             .first(conn)?;
         Ok(FullAnnouncement {
@@ -53,24 +53,25 @@ pub fn insert(
 fn insert_returning_id(
     conn: &mut DbConn,
     form: &AnnouncementInsertForm<'_>,
-) -> Result<i64, diesel::result::Error> {
-    match conn {
+) -> Result<AnnouncementId, diesel::result::Error> {
+    let id = match conn {
         DbConn::Pg(c) => diesel::insert_into(a::table)
             .values(form)
             .returning(a::id)
-            .get_result(c),
+            .get_result(c)?,
         DbConn::Sqlite(c) => {
             diesel::insert_into(a::table).values(form).execute(c)?;
-            diesel::select(last_insert_rowid()).get_result(c)
+            diesel::select(last_insert_rowid()).get_result(c)?
         }
-    }
+    };
+    Ok(AnnouncementId(id))
 }
 
 diesel::define_sql_function!(fn last_insert_rowid() -> BigInt);
 
-pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbError> {
+pub fn get(conn: &mut DbConn, id: AnnouncementId) -> Result<Option<FullAnnouncement>, DbError> {
     let row: Option<AnnouncementRow> = a::table
-        .find(id)
+        .find(id.0)
         .select(AnnouncementRow::as_select())
         .first(conn)
         .optional()?;
@@ -83,10 +84,10 @@ pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbErr
 /// One announcement with a summary of its audience (see `list`).
 pub fn get_summarized(
     conn: &mut DbConn,
-    id: i64,
+    id: AnnouncementId,
 ) -> Result<Option<SummarizedAnnouncement>, DbError> {
     let rows = a::table
-        .find(id)
+        .find(id.0)
         .select(AnnouncementRow::as_select())
         .load(conn)?;
     Ok(audiences::summarize(conn, models::announcements(rows))?.pop())
@@ -98,7 +99,7 @@ pub fn get_summarized(
 pub fn list(
     conn: &mut DbConn,
     status: Option<Status>,
-    before: Option<i64>,
+    before: Option<AnnouncementId>,
     limit: i64,
 ) -> Result<Vec<SummarizedAnnouncement>, DbError> {
     let mut query = a::table
@@ -110,7 +111,7 @@ pub fn list(
         query = query.filter(a::status.eq(status.as_str()));
     }
     if let Some(before) = before {
-        query = query.filter(a::id.lt(before));
+        query = query.filter(a::id.lt(before.0));
     }
     let rows = query.load(conn)?;
     Ok(audiences::summarize(conn, models::announcements(rows))?)
@@ -128,7 +129,7 @@ pub enum ChangeOutcome {
 /// check is part of the UPDATE so a concurrent publish cannot slip between.
 pub fn update_scheduled(
     conn: &mut DbConn,
-    id: i64,
+    id: AnnouncementId,
     patch: &AnnouncementPatch,
     now: i64,
 ) -> Result<ChangeOutcome, DbError> {
@@ -154,7 +155,7 @@ pub fn update_scheduled(
         };
         let changed = diesel::update(
             a::table
-                .filter(a::id.eq(id))
+                .filter(a::id.eq(id.0))
                 .filter(a::status.eq(Status::Scheduled.as_str())),
         )
         .set(&form)
@@ -185,11 +186,15 @@ pub enum WithdrawOutcome {
 }
 
 /// Cancels a scheduled announcement or retracts a published one.
-pub fn withdraw(conn: &mut DbConn, id: i64, now: i64) -> Result<WithdrawOutcome, DbError> {
+pub fn withdraw(
+    conn: &mut DbConn,
+    id: AnnouncementId,
+    now: i64,
+) -> Result<WithdrawOutcome, DbError> {
     conn.transaction(|conn| {
         let cancelled = diesel::update(
             a::table
-                .filter(a::id.eq(id))
+                .filter(a::id.eq(id.0))
                 .filter(a::status.eq(Status::Scheduled.as_str())),
         )
         .set((
@@ -200,7 +205,7 @@ pub fn withdraw(conn: &mut DbConn, id: i64, now: i64) -> Result<WithdrawOutcome,
         let retracted = if cancelled == 0 {
             diesel::update(
                 a::table
-                    .filter(a::id.eq(id))
+                    .filter(a::id.eq(id.0))
                     .filter(a::status.eq(Status::Published.as_str())),
             )
             .set((
@@ -227,14 +232,15 @@ pub fn withdraw(conn: &mut DbConn, id: i64, now: i64) -> Result<WithdrawOutcome,
 }
 
 /// Ids of scheduled announcements whose time has come, oldest first.
-pub fn due(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<i64>, DbError> {
-    Ok(a::table
+pub fn due(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<AnnouncementId>, DbError> {
+    let ids = a::table
         .filter(a::status.eq(Status::Scheduled.as_str()))
         .filter(a::publish_at.le(now))
         .order((a::publish_at, a::id))
         .select(a::id)
         .limit(limit)
-        .load(conn)?)
+        .load(conn)?;
+    Ok(ids.into_iter().map(AnnouncementId).collect())
 }
 
 /// The earliest publish time among scheduled announcements.
@@ -257,11 +263,15 @@ pub fn next_due(conn: &mut DbConn) -> Result<Option<i64>, DbError> {
 /// is part of the transaction too: it goes out if and only if the claim
 /// commits, and in commit order. Returns `None` when someone else claimed
 /// (or cancelled, or rescheduled) it first.
-pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnouncement>, DbError> {
+pub fn claim(
+    conn: &mut DbConn,
+    id: AnnouncementId,
+    now: i64,
+) -> Result<Option<FullAnnouncement>, DbError> {
     conn.transaction(|conn| {
         let won = diesel::update(
             a::table
-                .filter(a::id.eq(id))
+                .filter(a::id.eq(id.0))
                 .filter(a::status.eq(Status::Scheduled.as_str()))
                 .filter(a::publish_at.le(now)),
         )
@@ -284,12 +294,14 @@ pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnounce
         diesel::update(counters::table.find(PUBLISH_CURSOR))
             .set(counters::value.eq(counters::value + 1))
             .execute(conn)?;
-        let cursor: i64 = counters::table
-            .find(PUBLISH_CURSOR)
-            .select(counters::value)
-            .first(conn)?;
-        diesel::update(a::table.find(id))
-            .set((a::publish_cursor.eq(cursor), a::targeted.eq(targeted)))
+        let cursor = Cursor(
+            counters::table
+                .find(PUBLISH_CURSOR)
+                .select(counters::value)
+                .first(conn)?,
+        );
+        diesel::update(a::table.find(id.0))
+            .set((a::publish_cursor.eq(cursor.0), a::targeted.eq(targeted)))
             .execute(conn)?;
         full.announcement.cursor = Some(cursor);
         full.announcement.targeted = Some(targeted);
@@ -300,10 +312,10 @@ pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnounce
 
 /// Adds the users one node had online when it delivered each announcement
 /// (every node adds its own; a user with tabs on two nodes counts twice).
-pub fn add_online(conn: &mut DbConn, counts: &[(i64, i64)]) -> Result<(), DbError> {
+pub fn add_online(conn: &mut DbConn, counts: &[(AnnouncementId, i64)]) -> Result<(), DbError> {
     conn.transaction(|conn| {
         for &(id, online) in counts {
-            diesel::update(a::table.find(id))
+            diesel::update(a::table.find(id.0))
                 .set(
                     a::online_at_publish
                         .eq((coalesce(a::online_at_publish, 0i64) + online).nullable()),
@@ -326,12 +338,12 @@ diesel::define_sql_function! {
 /// order, whatever its status now: what a node missed between two points.
 pub fn with_cursor_between(
     conn: &mut DbConn,
-    after: i64,
-    upto: i64,
+    after: Cursor,
+    upto: Cursor,
 ) -> Result<Vec<FullAnnouncement>, DbError> {
     let rows = a::table
-        .filter(a::publish_cursor.gt(after))
-        .filter(a::publish_cursor.le(upto))
+        .filter(a::publish_cursor.gt(after.0))
+        .filter(a::publish_cursor.le(upto.0))
         .order(a::publish_cursor.asc())
         .select(AnnouncementRow::as_select())
         .load(conn)?;
@@ -343,12 +355,12 @@ pub fn with_cursor_between(
 pub fn retracted_since(
     conn: &mut DbConn,
     since: i64,
-    upto: i64,
+    upto: Cursor,
 ) -> Result<Vec<FullAnnouncement>, DbError> {
     let rows = a::table
         .filter(a::status.eq(Status::Retracted.as_str()))
         .filter(a::retracted_at.ge(since))
-        .filter(a::publish_cursor.le(upto))
+        .filter(a::publish_cursor.le(upto.0))
         .order(a::publish_cursor.asc())
         .select(AnnouncementRow::as_select())
         .load(conn)?;
@@ -356,11 +368,13 @@ pub fn retracted_since(
 }
 
 /// The newest cursor handed out (0 before the first publish).
-pub fn latest_cursor(conn: &mut DbConn) -> Result<i64, DbError> {
-    Ok(counters::table
-        .find(PUBLISH_CURSOR)
-        .select(counters::value)
-        .first(conn)?)
+pub fn latest_cursor(conn: &mut DbConn) -> Result<Cursor, DbError> {
+    Ok(Cursor(
+        counters::table
+            .find(PUBLISH_CURSOR)
+            .select(counters::value)
+            .first(conn)?,
+    ))
 }
 
 /// Published and not expired at `now`: what inboxes show and receipts count.
@@ -407,13 +421,13 @@ pub fn for_user_since(
     conn: &mut DbConn,
     user_id: &str,
     groups: &[String],
-    since: i64,
+    since: Cursor,
     now: i64,
     limit: i64,
 ) -> Result<Vec<Announcement>, DbError> {
     let rows = a::table
         .filter(visible_to(user_id, groups, now))
-        .filter(a::publish_cursor.gt(since))
+        .filter(a::publish_cursor.gt(since.0))
         .order(a::publish_cursor.asc())
         .limit(limit)
         .select(AnnouncementRow::as_select())

@@ -7,7 +7,7 @@ use super::models::TargetRow;
 use super::schema::{announcement_targets as targets, announcements as a};
 use super::{DbConn, DbError};
 use crate::domain::{
-    Announcement, Audience, AudienceKind, AudienceSummary, FullAnnouncement,
+    Announcement, AnnouncementId, Audience, AudienceKind, AudienceSummary, FullAnnouncement,
     SummarizedAnnouncement, AUDIENCE_SAMPLE,
 };
 use diesel::prelude::*;
@@ -28,14 +28,18 @@ fn target_kind(kind: AudienceKind) -> &'static str {
 }
 
 /// Replaces the announcement's targets with the audience's values.
-pub fn write(conn: &mut DbConn, id: i64, audience: &Audience) -> Result<(), diesel::result::Error> {
-    diesel::delete(targets::table.filter(targets::announcement_id.eq(id))).execute(conn)?;
+pub fn write(
+    conn: &mut DbConn,
+    id: AnnouncementId,
+    audience: &Audience,
+) -> Result<(), diesel::result::Error> {
+    diesel::delete(targets::table.filter(targets::announcement_id.eq(id.0))).execute(conn)?;
     let kind = target_kind(audience.kind());
     for chunk in audience.values().chunks(500) {
         let rows: Vec<TargetRow> = chunk
             .iter()
             .map(|v| TargetRow {
-                announcement_id: id,
+                announcement_id: id.0,
                 kind: kind.to_string(),
                 value: v.clone(),
             })
@@ -54,7 +58,7 @@ pub fn attach(
     let ids: Vec<i64> = announcements
         .iter()
         .filter(|r| r.audience != AudienceKind::All)
-        .map(|r| r.id)
+        .map(|r| r.id.0)
         .collect();
     let mut by_id: HashMap<i64, Vec<String>> = HashMap::new();
     for chunk in ids.chunks(500) {
@@ -70,7 +74,7 @@ pub fn attach(
     Ok(announcements
         .into_iter()
         .map(|announcement| {
-            let values = by_id.remove(&announcement.id).unwrap_or_default();
+            let values = by_id.remove(&announcement.id.0).unwrap_or_default();
             let audience = announcement.audience.with_values(values);
             FullAnnouncement {
                 announcement,
@@ -109,7 +113,7 @@ fn summary(
     // Ordered like the primary key (announcement, kind, value) so that the
     // index answers in order; the kind is the same for every row here.
     let sample: Vec<String> = targets::table
-        .filter(targets::announcement_id.eq(announcement.id))
+        .filter(targets::announcement_id.eq(announcement.id.0))
         .select(targets::value)
         .order((targets::kind, targets::value))
         .limit(AUDIENCE_SAMPLE as i64)
@@ -118,7 +122,7 @@ fn summary(
         sample.len() as i64
     } else {
         targets::table
-            .filter(targets::announcement_id.eq(announcement.id))
+            .filter(targets::announcement_id.eq(announcement.id.0))
             .count()
             .get_result(conn)?
     };
@@ -132,12 +136,12 @@ fn summary(
 /// `limit` values after `after`. `None` when there is no such announcement.
 pub fn page(
     conn: &mut DbConn,
-    id: i64,
+    id: AnnouncementId,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Option<(AudienceKind, Vec<String>)>, DbError> {
     let Some(column) = a::table
-        .find(id)
+        .find(id.0)
         .select(a::audience)
         .first::<String>(conn)
         .optional()?
@@ -147,7 +151,7 @@ pub fn page(
     // Read as an announcement's audience always is (see `models`).
     let kind = AudienceKind::parse(&column).unwrap_or(AudienceKind::All);
     let mut query = targets::table
-        .filter(targets::announcement_id.eq(id))
+        .filter(targets::announcement_id.eq(id.0))
         .select(targets::value)
         .order((targets::kind, targets::value))
         .limit(limit)
@@ -164,7 +168,7 @@ pub fn page(
 /// whatever the size of the audience.
 pub fn matching(
     conn: &mut DbConn,
-    id: i64,
+    id: AnnouncementId,
     audience: AudienceKind,
     values: &[&str],
 ) -> Result<HashSet<String>, diesel::result::Error> {
@@ -172,7 +176,7 @@ pub fn matching(
     for chunk in values.chunks(500) {
         found.extend(
             targets::table
-                .filter(targets::announcement_id.eq(id))
+                .filter(targets::announcement_id.eq(id.0))
                 .filter(targets::kind.eq(target_kind(audience)))
                 .filter(targets::value.eq_any(chunk))
                 .select(targets::value)

@@ -5,7 +5,7 @@
 //! cursor that was newest at the opening.
 
 use super::{announcements, receipts, users, DbConn, DbError};
-use crate::domain::Announcement;
+use crate::domain::{Announcement, Cursor};
 
 /// How much one replay page may hold: at most `rows` rows, and rows only
 /// until their text passes `bytes` (always at least one row).
@@ -25,7 +25,7 @@ pub struct ReplayRows {
 
 #[derive(Debug, Default)]
 pub struct OpeningRows {
-    pub cursor: i64,
+    pub cursor: Cursor,
     /// Counted only on a session's first opening.
     pub unread: i64,
     pub replay: ReplayRows,
@@ -38,7 +38,7 @@ pub fn open(
     conn: &mut DbConn,
     user_id: &str,
     groups: &[String],
-    since: Option<i64>,
+    since: Option<Cursor>,
     first: bool,
     limits: PageLimits,
     now: i64,
@@ -68,8 +68,8 @@ pub fn replay(
     conn: &mut DbConn,
     user_id: &str,
     groups: &[String],
-    after: i64,
-    upto: i64,
+    after: Cursor,
+    upto: Cursor,
     limits: PageLimits,
     now: i64,
 ) -> Result<ReplayRows, DbError> {
@@ -80,7 +80,7 @@ pub fn replay(
     };
     let mut bytes = 0;
     for row in found {
-        if row.cursor.unwrap_or(0) > upto {
+        if row.cursor.unwrap_or_default() > upto {
             page.more = false;
             break;
         }

@@ -3,7 +3,7 @@
 //! from rows here and only here.
 
 use super::schema::{announcement_targets, announcements, receipts};
-use crate::domain::{Announcement, AudienceKind, Level, Status};
+use crate::domain::{Announcement, AnnouncementId, AudienceKind, Cursor, Level, Status};
 use diesel::prelude::*;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -34,7 +34,7 @@ pub struct AnnouncementRow {
 impl From<AnnouncementRow> for Announcement {
     fn from(row: AnnouncementRow) -> Announcement {
         Announcement {
-            id: row.id,
+            id: AnnouncementId(row.id),
             title: row.title,
             content: row.content,
             level: Level::parse(&row.level).unwrap_or_default(),
@@ -47,7 +47,7 @@ impl From<AnnouncementRow> for Announcement {
             updated_at: row.updated_at,
             published_at: row.published_at,
             retracted_at: row.retracted_at,
-            cursor: row.publish_cursor,
+            cursor: row.publish_cursor.map(Cursor),
             targeted: row.targeted,
             online_at_publish: row.online_at_publish,
         }

@@ -2,7 +2,7 @@
 //! audience as enums rather than the strings the tables hold, times in
 //! epoch milliseconds. Storage builds these from its rows in one place.
 
-use super::{Audience, AudienceKind, AudienceSummary};
+use super::{AnnouncementId, Audience, AudienceKind, AudienceSummary, Cursor};
 use serde::{Deserialize, Serialize};
 
 /// How loudly an announcement asks for attention.
@@ -69,7 +69,7 @@ impl Status {
 /// loaded only where they are needed; see `FullAnnouncement`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
-    pub id: i64,
+    pub id: AnnouncementId,
     pub title: String,
     pub content: String,
     pub level: Level,
@@ -83,7 +83,7 @@ pub struct Announcement {
     pub published_at: Option<i64>,
     pub retracted_at: Option<i64>,
     /// Set when the announcement is claimed for publishing.
-    pub cursor: Option<i64>,
+    pub cursor: Option<Cursor>,
     /// How many users the audience reached as far as herald knew at publish.
     pub targeted: Option<i64>,
     pub online_at_publish: Option<i64>,

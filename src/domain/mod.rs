@@ -5,9 +5,11 @@
 
 pub mod announcement;
 pub mod draft;
+pub mod ids;
 
 pub use announcement::{Announcement, FullAnnouncement, Level, Status, SummarizedAnnouncement};
 pub use draft::{AnnouncementDraft, AnnouncementPatch, DraftLimits, FieldError};
+pub use ids::{AnnouncementId, Cursor};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 

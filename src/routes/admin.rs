@@ -8,8 +8,8 @@ use crate::db::announcements::{ChangeOutcome, WithdrawOutcome};
 use crate::db::{self};
 use crate::domain::draft::{CreateInput, PatchInput};
 use crate::domain::{
-    rfc3339, Announcement, AnnouncementDraft, AnnouncementPatch, AudienceSummary, FullAnnouncement,
-    Status,
+    rfc3339, Announcement, AnnouncementDraft, AnnouncementId, AnnouncementPatch, AudienceSummary,
+    FullAnnouncement, Status,
 };
 use crate::error::AppError;
 use crate::state::AppState;
@@ -71,8 +71,9 @@ fn fresh_view(full: &FullAnnouncement) -> Value {
     )
 }
 
-fn parse_id(raw: &str) -> Result<i64, AppError> {
+fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
     raw.parse()
+        .map(AnnouncementId)
         .map_err(|_| AppError::NotFound(format!("announcement {raw}")))
 }
 
@@ -89,7 +90,7 @@ async fn create(
     })
     .await?;
     let a = &full.announcement;
-    tracing::info!(announcement_id = a.id, audience = full.audience.kind().as_str(), publish_at = %rfc3339(a.publish_at), "announcement created");
+    tracing::info!(announcement_id = a.id.0, audience = full.audience.kind().as_str(), publish_at = %rfc3339(a.publish_at), "announcement created");
     state.scheduler.do_send(Wake {
         publish_at: a.publish_at,
     });
@@ -121,10 +122,10 @@ async fn list(
         })?),
     };
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
-    let before = query.before;
+    let before = query.before.map(AnnouncementId);
     let (items, counts) = db::run(&state.pool, move |conn| {
         let items = db::announcements::list(conn, status, before, limit)?;
-        let ids: Vec<i64> = items.iter().map(|s| s.announcement.id).collect();
+        let ids: Vec<AnnouncementId> = items.iter().map(|s| s.announcement.id).collect();
         let counts = db::receipts::counts_many(conn, &ids)?;
         Ok((items, counts))
     })
@@ -226,7 +227,10 @@ async fn patch(
         ChangeOutcome::Changed(full) => {
             if let Some(exp) = full.announcement.expires_at {
                 if exp <= full.announcement.publish_at {
-                    tracing::warn!(announcement_id = id, "patched expiry precedes publish time");
+                    tracing::warn!(
+                        announcement_id = id.0,
+                        "patched expiry precedes publish time"
+                    );
                 }
             }
             state.scheduler.do_send(Wake {
@@ -259,11 +263,11 @@ async fn withdraw(
     let full = match outcome {
         WithdrawOutcome::NotFound => return Err(AppError::NotFound(format!("announcement {id}"))),
         WithdrawOutcome::Cancelled(full) => {
-            tracing::info!(announcement_id = id, "announcement cancelled");
+            tracing::info!(announcement_id = id.0, "announcement cancelled");
             full
         }
         WithdrawOutcome::Retracted(full) => {
-            tracing::info!(announcement_id = id, "announcement retracted");
+            tracing::info!(announcement_id = id.0, "announcement retracted");
             state.fanout.retracted(id, full.audience.clone());
             full
         }

@@ -5,6 +5,7 @@ use super::auth::UserAuth;
 use crate::actors::messages::ReadSync;
 use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::db::{self};
+use crate::domain::{AnnouncementId, Cursor};
 use crate::error::AppError;
 use crate::protocol::AnnouncementView;
 use crate::state::AppState;
@@ -34,7 +35,7 @@ async fn inbox(
 ) -> Result<HttpResponse, AppError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let unread_only = query.unread.unwrap_or(false);
-    let before = query.before;
+    let before = query.before.map(Cursor);
     let items = db::run(&state.pool, move |conn| {
         db::receipts::inbox(
             conn,
@@ -79,7 +80,7 @@ async fn mark_read(
     state: &AppState,
     user_id: String,
     groups: Vec<String>,
-    ids: Vec<i64>,
+    ids: Vec<AnnouncementId>,
 ) -> Result<usize, AppError> {
     let groups: Arc<[String]> = groups.into();
     let events: Vec<ReceiptEvent> = ids
@@ -95,7 +96,7 @@ async fn mark_read(
         db::receipts::record(conn, &events, db::now_ms())
     })
     .await?;
-    let ids: Vec<i64> = outcome.read.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<AnnouncementId> = outcome.read.iter().map(|(id, _)| *id).collect();
     if !ids.is_empty() {
         state.fanout.read(ReadSync {
             user_id,
@@ -111,8 +112,9 @@ async fn read_one(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id: i64 = path
+    let id = path
         .parse()
+        .map(AnnouncementId)
         .map_err(|_| AppError::NotFound(format!("announcement {path}")))?;
     let accepted = mark_read(&state, claims.sub, claims.groups, vec![id]).await?;
     if accepted == 0 {

@@ -6,6 +6,7 @@
 use super::frame_guard::FrameGuard;
 use crate::actors::session::{Rejected, Session, SessionParams};
 use crate::auth::TokenError;
+use crate::domain::Cursor;
 use crate::error::AppError;
 use crate::metrics::METRICS;
 use crate::protocol::codes::close;
@@ -231,7 +232,11 @@ fn start(
         groups: claims.groups,
         token_exp: claims.exp,
         legacy,
-        since: query.since.as_deref().and_then(|s| s.parse().ok()),
+        since: query
+            .since
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .map(Cursor),
         interval,
         timeout: settings.timeout_for(interval),
         frames_per_second: settings.max_frames_per_second,

@@ -112,7 +112,7 @@ async fn publish_directly(app: &TestApp, count: usize, content: &str) -> Vec<i64
                     .announcement
                     .id;
                 herald::db::announcements::claim(conn, id, now)?;
-                ids.push(id);
+                ids.push(id.0);
             }
             Ok(ids)
         })

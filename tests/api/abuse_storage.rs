@@ -4,6 +4,7 @@
 use crate::helpers::*;
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use herald::db::receipts::{record, BatchOutcome, ReceiptEvent, ReceiptKind};
+use herald::domain::AnnouncementId;
 use serde_json::{json, Value};
 
 fn id_of(v: &Value) -> i64 {
@@ -15,7 +16,7 @@ fn record_batch(app: &TestApp, batch: &[(i64, &str, &[&str], ReceiptKind)]) -> B
     let events: Vec<ReceiptEvent> = batch
         .iter()
         .map(|(id, user, groups, kind)| ReceiptEvent {
-            announcement_id: *id,
+            announcement_id: AnnouncementId(*id),
             user_id: user.to_string(),
             groups: groups
                 .iter()
@@ -239,7 +240,10 @@ async fn receipts_are_accepted_from_the_audience_only() {
         ],
     );
     assert_eq!((outcome.accepted, outcome.rejected), (4, 3));
-    assert_eq!(outcome.read, vec![(users, "bob".to_string())]);
+    assert_eq!(
+        outcome.read,
+        vec![(AnnouncementId(users), "bob".to_string())]
+    );
     let stats = &app.announcement(users).await["stats"];
     assert_eq!(
         (stats["delivered"].as_i64(), stats["read"].as_i64()),

@@ -25,7 +25,7 @@ async fn migrations_go_up_down_and_up_again() {
     db::migrate(&mut conn).expect("and up again");
     assert_eq!(
         db::announcements::latest_cursor(&mut conn).expect("the schema works"),
-        0
+        herald::domain::Cursor(0)
     );
     drop(conn);
     drop(pool);

@@ -13,6 +13,7 @@
 use crate::actors::messages::{Prepared, Push, SessionId};
 use crate::auth::{now_secs, Claims, TokenKeys};
 use crate::db::receipts::ReceiptKind;
+use crate::domain::{AnnouncementId, Cursor};
 use crate::limits::FrameLimiter;
 use crate::protocol::codes::{close, error};
 use crate::protocol::{self, ClientFrame};
@@ -33,7 +34,7 @@ pub enum Effect {
     /// Close with this code and reason, after what was sent before.
     Close(u16, String),
     /// Record these receipts.
-    Record(Vec<i64>, ReceiptKind),
+    Record(Vec<AnnouncementId>, ReceiptKind),
     /// The session's groups changed: the registry must route by these.
     Regroup(Arc<[String]>),
     /// Load something, then call `opened` or `paged` (or `load_failed`).
@@ -47,23 +48,23 @@ pub enum Effect {
 pub enum Load {
     /// The opening: newest cursor, unread count (when `first`) and the first
     /// page of the replay after `since` (none without one).
-    Open { since: Option<i64>, first: bool },
+    Open { since: Option<Cursor>, first: bool },
     /// The replay page after `after`, up to `upto`.
-    Page { after: i64, upto: i64 },
+    Page { after: Cursor, upto: Cursor },
 }
 
 /// Announcement frames of one replay page, oldest first, with their cursors;
 /// `more` when rows past the last one may still be due.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplayPage {
-    pub frames: Vec<(i64, String)>,
+    pub frames: Vec<(Cursor, String)>,
     pub more: bool,
 }
 
 /// What an opening load found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Opening {
-    pub cursor: i64,
+    pub cursor: Cursor,
     pub unread: i64,
     pub page: ReplayPage,
 }
@@ -84,7 +85,7 @@ pub struct CoreParams {
     pub token_exp: u64,
     /// Seed-style URL: no welcome, legacy announcement and pong shapes.
     pub legacy: bool,
-    pub since: Option<i64>,
+    pub since: Option<Cursor>,
     pub heartbeat_ms: u64,
     pub frames_per_second: u32,
     pub max_frame_bytes: usize,
@@ -108,14 +109,14 @@ pub struct SessionCore {
     groups: Arc<[String]>,
     legacy: bool,
     token_exp: u64,
-    since: Option<i64>,
+    since: Option<Cursor>,
     heartbeat_ms: u64,
     phase: Phase,
     welcomed: bool,
-    pending_sync: Option<i64>,
+    pending_sync: Option<Cursor>,
     /// The highest cursor a catch-up covered: a live announcement at or
     /// below it was replayed already (or is not for this user).
-    replayed_up_to: i64,
+    replayed_up_to: Cursor,
     limiter: FrameLimiter,
     strikes: u32,
     fragments: Option<Fragments>,
@@ -135,7 +136,7 @@ impl SessionCore {
             phase: Phase::CatchingUp(Vec::new()),
             welcomed: false,
             pending_sync: None,
-            replayed_up_to: 0,
+            replayed_up_to: Cursor::default(),
             limiter: FrameLimiter::new(p.frames_per_second),
             strikes: 0,
             fragments: None,
@@ -179,7 +180,7 @@ impl SessionCore {
     /// The opening loaded for a catch-up after `since`.
     pub fn opened(
         &mut self,
-        since: Option<i64>,
+        since: Option<Cursor>,
         opening: Opening,
         now_ms: i64,
         out: &mut Vec<Effect>,
@@ -210,7 +211,7 @@ impl SessionCore {
     }
 
     /// A replay page loaded; `upto` is where this replay ends.
-    pub fn paged(&mut self, page: ReplayPage, upto: i64, out: &mut Vec<Effect>) {
+    pub fn paged(&mut self, page: ReplayPage, upto: Cursor, out: &mut Vec<Effect>) {
         let mut last = None;
         for (cursor, frame) in page.frames {
             last = Some(cursor);
@@ -250,7 +251,7 @@ impl SessionCore {
         }
     }
 
-    fn sync(&mut self, since: i64, out: &mut Vec<Effect>) {
+    fn sync(&mut self, since: Cursor, out: &mut Vec<Effect>) {
         match self.phase {
             Phase::Live => {
                 self.phase = Phase::CatchingUp(Vec::new());
@@ -397,7 +398,7 @@ impl SessionCore {
         }
     }
 
-    fn record(&self, ids: Vec<i64>, kind: ReceiptKind, out: &mut Vec<Effect>) {
+    fn record(&self, ids: Vec<AnnouncementId>, kind: ReceiptKind, out: &mut Vec<Effect>) {
         if !ids.is_empty() {
             out.push(Effect::Record(ids, kind));
         }
