@@ -4,7 +4,7 @@
 //! rest of the replay comes a page at a time, in cursor order, up to the
 //! cursor that was newest at the opening.
 
-use super::{announcements, receipts, users, DbConn, DbError};
+use super::{receipts, timeline, users, DbConn, DbError};
 use crate::domain::{Announcement, Cursor};
 
 /// How much one replay page may hold: at most `rows` rows, and rows only
@@ -46,7 +46,7 @@ pub fn open(
     if first {
         users::touch(conn, user_id, groups, now)?;
     }
-    let cursor = announcements::latest_cursor(conn)?;
+    let cursor = timeline::latest_cursor(conn)?;
     let unread = if first {
         receipts::unread_count(conn, user_id, groups, now)?
     } else {
@@ -73,7 +73,7 @@ pub fn replay(
     limits: PageLimits,
     now: i64,
 ) -> Result<ReplayRows, DbError> {
-    let found = announcements::for_user_since(conn, user_id, groups, after, now, limits.rows)?;
+    let found = timeline::for_user_since(conn, user_id, groups, after, now, limits.rows)?;
     let mut page = ReplayRows {
         rows: Vec::new(),
         more: found.len() as i64 == limits.rows,

@@ -12,6 +12,7 @@ mod models;
 pub mod receipts;
 pub mod schema;
 pub mod settings;
+pub mod timeline;
 pub mod users;
 
 use diesel::connection::SimpleConnection;

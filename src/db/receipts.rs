@@ -1,7 +1,7 @@
 //! Delivery and read receipts, written in batches, and the counts and
 //! per-user views built on them (inbox, unread count, admin stats).
 
-use super::announcements::{current, visible_to};
+use super::timeline::{current, visible_to};
 use super::audiences;
 use super::models::{self, AnnouncementRow, ReceiptRow};
 use super::schema::{announcements as a, receipts as r};

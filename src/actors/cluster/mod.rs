@@ -107,7 +107,7 @@ pub async fn start(
             .await
             .map_err(|e| DbError::Blocking(e.to_string()))??
     };
-    let last_cursor = db::run(&pool, db::announcements::latest_cursor).await?;
+    let last_cursor = db::run(&pool, db::timeline::latest_cursor).await?;
     let handle = ClusterHandle {
         node: node_id.clone(),
         pool: pool.clone(),

@@ -193,10 +193,10 @@ fn plan_catch_up(
         steps: Vec::new(),
         last_cursor: after,
     };
-    let upto = db::announcements::latest_cursor(conn)?;
+    let upto = db::timeline::latest_cursor(conn)?;
     load_publishes(conn, &mut plan, Some(upto))?;
     if let Some(since) = retracts_since {
-        for full in db::announcements::retracted_since(conn, since, upto)? {
+        for full in db::timeline::retracted_since(conn, since, upto)? {
             plan.steps.push(Step::Retract {
                 id: full.announcement.id,
                 audience: full.audience,
@@ -217,7 +217,7 @@ fn load_publishes(conn: &mut DbConn, plan: &mut Plan, upto: Option<Cursor>) -> R
     let Some(upto) = upto.filter(|u| *u > plan.last_cursor) else {
         return Ok(());
     };
-    for full in db::announcements::with_cursor_between(conn, plan.last_cursor, upto)? {
+    for full in db::timeline::with_cursor_between(conn, plan.last_cursor, upto)? {
         plan.steps.push(Step::Publish(Box::new(full)));
     }
     plan.last_cursor = upto;
