@@ -1,10 +1,10 @@
 //! Delivery and read receipts, written in batches, and the counts and
 //! per-user views built on them (inbox, unread count, admin stats).
 
-use super::timeline::{current, visible_to};
 use super::audiences;
 use super::models::{self, AnnouncementRow, ReceiptRow};
 use super::schema::{announcements as a, receipts as r};
+use super::timeline::{current, visible_to};
 use super::{DbConn, DbError};
 use crate::domain::{Announcement, AnnouncementId, AudienceKind, Cursor};
 use diesel::prelude::*;
@@ -69,51 +69,64 @@ pub fn record(
 
     conn.transaction(|conn| {
         for (&id, users) in &wanted {
-            let rows: Vec<ReceiptRow> = users
-                .iter()
-                .map(|(user, kind)| ReceiptRow {
-                    announcement_id: id.0,
-                    user_id: user.to_string(),
-                    delivered_at: Some(at),
-                    read_at: (*kind == ReceiptKind::Read).then_some(at),
-                })
-                .collect();
-            for chunk in rows.chunks(1_000) {
-                crate::insert_ignore!(conn, r::table, chunk)?;
-            }
-            let all: Vec<&str> = users.keys().copied().collect();
-            let readers: Vec<&str> = users
-                .iter()
-                .filter(|(_, k)| **k == ReceiptKind::Read)
-                .map(|(u, _)| *u)
-                .collect();
-            for chunk in all.chunks(1_000) {
-                diesel::update(
-                    r::table
-                        .filter(r::announcement_id.eq(id.0))
-                        .filter(r::user_id.eq_any(chunk))
-                        .filter(r::delivered_at.is_null()),
-                )
-                .set(r::delivered_at.eq(at))
-                .execute(conn)?;
-            }
-            for chunk in readers.chunks(1_000) {
-                diesel::update(
-                    r::table
-                        .filter(r::announcement_id.eq(id.0))
-                        .filter(r::user_id.eq_any(chunk))
-                        .filter(r::read_at.is_null()),
-                )
-                .set(r::read_at.eq(at))
-                .execute(conn)?;
-            }
+            let readers = write_one(conn, id, users, at)?;
             outcome
                 .read
-                .extend(readers.iter().map(|u| (id, u.to_string())));
+                .extend(readers.into_iter().map(|u| (id, u.to_string())));
         }
         Ok::<_, diesel::result::Error>(())
     })?;
     Ok(outcome)
+}
+
+/// Writes one announcement's receipts from `users` (user → strongest kind):
+/// inserts the rows that are missing, then sets delivered_at and read_at
+/// where they are still empty. Answers the users who read it.
+fn write_one<'u>(
+    conn: &mut DbConn,
+    id: AnnouncementId,
+    users: &BTreeMap<&'u str, ReceiptKind>,
+    at: i64,
+) -> Result<Vec<&'u str>, diesel::result::Error> {
+    let rows: Vec<ReceiptRow> = users
+        .iter()
+        .map(|(user, kind)| ReceiptRow {
+            announcement_id: id.0,
+            user_id: user.to_string(),
+            delivered_at: Some(at),
+            read_at: (*kind == ReceiptKind::Read).then_some(at),
+        })
+        .collect();
+    for chunk in rows.chunks(1_000) {
+        crate::insert_ignore!(conn, r::table, chunk)?;
+    }
+    let all: Vec<&str> = users.keys().copied().collect();
+    let readers: Vec<&str> = users
+        .iter()
+        .filter(|(_, k)| **k == ReceiptKind::Read)
+        .map(|(u, _)| *u)
+        .collect();
+    for chunk in all.chunks(1_000) {
+        diesel::update(
+            r::table
+                .filter(r::announcement_id.eq(id.0))
+                .filter(r::user_id.eq_any(chunk))
+                .filter(r::delivered_at.is_null()),
+        )
+        .set(r::delivered_at.eq(at))
+        .execute(conn)?;
+    }
+    for chunk in readers.chunks(1_000) {
+        diesel::update(
+            r::table
+                .filter(r::announcement_id.eq(id.0))
+                .filter(r::user_id.eq_any(chunk))
+                .filter(r::read_at.is_null()),
+        )
+        .set(r::read_at.eq(at))
+        .execute(conn)?;
+    }
+    Ok(readers)
 }
 
 /// For each event, whether its user may receipt that announcement: it is
