@@ -8,7 +8,7 @@ use super::schema::announcements as a;
 use super::{audiences, timeline};
 use super::{DbConn, DbError};
 use crate::domain::{
-    AnnouncementDraft, AnnouncementId, AnnouncementPatch, FullAnnouncement, Status,
+    AnnouncementDraft, AnnouncementId, AnnouncementPatch, FieldError, FullAnnouncement, Status,
     SummarizedAnnouncement,
 };
 use diesel::prelude::*;
@@ -122,10 +122,16 @@ pub enum ChangeOutcome {
     NotFound,
     /// The announcement is no longer scheduled; carries its status.
     NotScheduled(Status),
+    /// Patched, the announcement would expire at or before it publishes.
+    Invalid(FieldError),
 }
 
-/// Applies a patch while the announcement is still scheduled. The status
-/// check is part of the UPDATE so a concurrent publish cannot slip between.
+/// Applies a patch while the announcement is still scheduled and its
+/// patched times leave it a moment to be seen. Both checks are part of the
+/// UPDATE as well as of the read before it, so a concurrent publish or
+/// another PATCH cannot slip between (PostgreSQL re-evaluates the WHERE on
+/// the row version it waited for; on SQLite a writer whose read went stale
+/// fails instead).
 pub fn update_scheduled(
     conn: &mut DbConn,
     id: AnnouncementId,
@@ -136,32 +142,30 @@ pub fn update_scheduled(
         let Some(current) = get(conn, id)? else {
             return Ok(ChangeOutcome::NotFound);
         };
-        if current.announcement.status != Status::Scheduled {
-            return Ok(ChangeOutcome::NotScheduled(current.announcement.status));
+        let stored = &current.announcement;
+        if stored.status != Status::Scheduled {
+            return Ok(ChangeOutcome::NotScheduled(stored.status));
         }
-        let form = AnnouncementUpdateForm {
-            title: patch.title.clone(),
-            content: patch.content.clone(),
-            level: patch.level.map(|l| l.as_str().to_string()),
-            link: patch.link.clone(),
-            audience: patch
-                .audience
-                .as_ref()
-                .map(|a| a.kind().as_str().to_string()),
-            publish_at: patch.publish_at,
-            expires_at: patch.expires_at,
-            updated_at: Some(now),
-        };
+        if let Err(error) = patch.check_times(stored.publish_at, stored.expires_at) {
+            return Ok(ChangeOutcome::Invalid(error));
+        }
         let changed = diesel::update(
             a::table
                 .filter(a::id.eq(id.0))
-                .filter(a::status.eq(Status::Scheduled.as_str())),
+                .filter(a::status.eq(Status::Scheduled.as_str()))
+                .filter(keeps_a_moment(patch)),
         )
-        .set(&form)
+        .set(&AnnouncementUpdateForm::new(patch, now))
         .execute(conn)?;
         if changed == 0 {
-            let status = get(conn, id)?.map_or(Status::Cancelled, |f| f.announcement.status);
-            return Ok(ChangeOutcome::NotScheduled(status));
+            return Ok(match get(conn, id)? {
+                Some(f) if f.announcement.status == Status::Scheduled => {
+                    ChangeOutcome::Invalid(patch.times_error())
+                }
+                found => ChangeOutcome::NotScheduled(
+                    found.map_or(Status::Cancelled, |f| f.announcement.status),
+                ),
+            });
         }
         if let Some(audience) = &patch.audience {
             audiences::write(conn, id, audience)?;
@@ -171,6 +175,24 @@ pub fn update_scheduled(
             None => Ok(ChangeOutcome::NotFound),
         }
     })
+}
+
+/// `AnnouncementPatch::check_times` in SQL, against the row as the UPDATE
+/// finds it: whatever the patch does not set comes from the row.
+fn keeps_a_moment(
+    patch: &AnnouncementPatch,
+) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool>> {
+    use diesel::sql_types::Bool;
+    let no_expiry = a::expires_at.is_null();
+    match (patch.publish_at, patch.expires_at) {
+        // No expiry, or both times from the patch (checked already).
+        (_, Some(None)) | (Some(_), Some(Some(_))) => Box::new(true.into_sql::<Bool>()),
+        (None, Some(Some(expires_at))) => Box::new(a::publish_at.lt(expires_at)),
+        (Some(publish_at), None) => {
+            Box::new(no_expiry.or(a::expires_at.assume_not_null().gt(publish_at)))
+        }
+        (None, None) => Box::new(no_expiry.or(a::expires_at.assume_not_null().gt(a::publish_at))),
+    }
 }
 
 #[derive(Debug)]

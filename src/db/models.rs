@@ -3,7 +3,9 @@
 //! from rows here and only here.
 
 use super::schema::{announcement_targets, announcements, receipts};
-use crate::domain::{Announcement, AnnouncementId, AudienceKind, Cursor, Level, Status};
+use crate::domain::{
+    Announcement, AnnouncementId, AnnouncementPatch, AudienceKind, Cursor, Level, Status,
+};
 use diesel::prelude::*;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -85,6 +87,25 @@ pub struct AnnouncementUpdateForm {
     pub publish_at: Option<i64>,
     pub expires_at: Option<Option<i64>>,
     pub updated_at: Option<i64>,
+}
+
+impl AnnouncementUpdateForm {
+    /// The columns a patch changes (`None` leaves one as it is).
+    pub fn new(patch: &AnnouncementPatch, now: i64) -> AnnouncementUpdateForm {
+        AnnouncementUpdateForm {
+            title: patch.title.clone(),
+            content: patch.content.clone(),
+            level: patch.level.map(|l| l.as_str().to_string()),
+            link: patch.link.clone(),
+            audience: patch
+                .audience
+                .as_ref()
+                .map(|a| a.kind().as_str().to_string()),
+            publish_at: patch.publish_at,
+            expires_at: patch.expires_at,
+            updated_at: Some(now),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

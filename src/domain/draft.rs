@@ -292,11 +292,8 @@ impl AnnouncementDraft {
             .expires_at
             .as_deref()
             .and_then(|t| c.time("expires_at", t));
-        if let Some(exp) = expires_at {
-            if exp <= publish_at {
-                c.errors
-                    .push(FieldError::new("expires_at", "must be after publish_at"));
-            }
+        if expires_unseen(publish_at, expires_at) {
+            c.errors.push(expiry_error());
         }
         c.finish(AnnouncementDraft {
             title,
@@ -310,9 +307,46 @@ impl AnnouncementDraft {
     }
 }
 
+/// True when an announcement would expire at or before it publishes: the
+/// scheduler would publish it already expired, and it would reach no one.
+pub fn expires_unseen(publish_at: i64, expires_at: Option<i64>) -> bool {
+    expires_at.is_some_and(|exp| exp <= publish_at)
+}
+
+fn expiry_error() -> FieldError {
+    FieldError::new("expires_at", "must be after publish_at")
+}
+
 impl AnnouncementPatch {
-    /// Validates a patch; `current_publish_at` is checked against a new
-    /// expiry when only the expiry changes.
+    /// Checks the times the announcement would have once patched: the
+    /// patch's where it sets them, the stored `publish_at` and `expires_at`
+    /// where it does not. Each time in a patch can be fine alone and wrong
+    /// beside the stored other one, so this runs on the stored row, inside
+    /// the transaction that writes the patch.
+    pub fn check_times(&self, publish_at: i64, expires_at: Option<i64>) -> Result<(), FieldError> {
+        let publish_at = self.publish_at.unwrap_or(publish_at);
+        let expires_at = self.expires_at.unwrap_or(expires_at);
+        if expires_unseen(publish_at, expires_at) {
+            Err(self.times_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// What to answer when the patched times leave no moment to be seen:
+    /// blame the publish time when the patch moved only that, else the
+    /// expiry (also when the patch touched neither and the stored times
+    /// are already wrong).
+    pub fn times_error(&self) -> FieldError {
+        if self.publish_at.is_some() && self.expires_at.is_none() {
+            FieldError::new("publish_at", "must be before expires_at")
+        } else {
+            expiry_error()
+        }
+    }
+
+    /// Validates a patch on its own; its times are checked against the
+    /// stored ones by `check_times`.
     pub fn validate(
         input: &PatchInput,
         limits: &DraftLimits,

@@ -225,20 +225,13 @@ async fn patch(
     .await?;
     match outcome {
         ChangeOutcome::Changed(full) => {
-            if let Some(exp) = full.announcement.expires_at {
-                if exp <= full.announcement.publish_at {
-                    tracing::warn!(
-                        announcement_id = id.0,
-                        "patched expiry precedes publish time"
-                    );
-                }
-            }
             state.scheduler.do_send(Wake {
                 publish_at: full.announcement.publish_at,
             });
             Ok(HttpResponse::Ok().json(fresh_view(&full)))
         }
         ChangeOutcome::NotFound => Err(AppError::NotFound(format!("announcement {id}"))),
+        ChangeOutcome::Invalid(error) => Err(AppError::Validation(vec![error])),
         ChangeOutcome::NotScheduled(status) => Err(AppError::Conflict {
             code: "not_scheduled",
             message: format!(

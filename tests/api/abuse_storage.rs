@@ -435,6 +435,95 @@ async fn reschedule_between_due_and_claim_keeps_the_new_time() {
     );
 }
 
+/// Two admins patch one announcement at once: one moves the expiry
+/// earlier, the other the publish time later, each fine beside the time it
+/// read. The second must not commit a pair that reaches no one. PostgreSQL
+/// only: SQLite has one writer at a time, and a writer whose snapshot went
+/// stale meanwhile fails instead.
+#[test]
+fn a_patch_racing_a_patch_still_leaves_a_moment_to_be_seen() {
+    use diesel::Connection;
+    use herald::db::announcements::{get, insert, update_scheduled, ChangeOutcome};
+    use herald::db::schema::announcements as a;
+    use herald::domain::{AnnouncementDraft, AnnouncementPatch, Audience, Level};
+    let Some(base) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&base);
+    let pool = herald::db::connect(&db.url, 2, 5_000).expect("database");
+    let (now, hour) = (herald::db::now_ms(), 3_600_000);
+    let draft = AnnouncementDraft {
+        title: "t".into(),
+        content: "c".into(),
+        level: Level::Info,
+        link: None,
+        audience: Audience::All,
+        publish_at: now + hour,
+        expires_at: Some(now + 2 * hour),
+    };
+    let mut conn = pool.get().expect("connection");
+    let id = insert(&mut conn, &draft, now)
+        .expect("insert")
+        .announcement
+        .id;
+
+    // The first admin's change, its row lock held until the second admin's
+    // UPDATE waits on it (it read the row before this commits).
+    let (locked, holding) = std::sync::mpsc::channel();
+    let first = {
+        let (pool, url) = (pool.clone(), db.url.clone());
+        std::thread::spawn(move || {
+            let mut conn = pool.get().expect("connection");
+            conn.transaction(|conn| {
+                diesel::update(a::table.find(id.0))
+                    .set(a::expires_at.eq(Some(now + hour / 2)))
+                    .execute(conn)?;
+                locked.send(()).ok();
+                wait_for_a_lock_waiter(&url);
+                Ok::<_, diesel::result::Error>(())
+            })
+            .expect("the first patch");
+        })
+    };
+    holding.recv().expect("the first patch holds the row");
+    let later = AnnouncementPatch {
+        publish_at: Some(now + hour + hour / 2),
+        ..AnnouncementPatch::default()
+    };
+    let outcome = update_scheduled(&mut conn, id, &later, now).expect("the second patch");
+    first.join().expect("the first patch's thread");
+
+    assert!(
+        matches!(&outcome, ChangeOutcome::Invalid(e) if e.field == "publish_at"),
+        "{outcome:?}"
+    );
+    let stored = get(&mut conn, id).expect("get").expect("row").announcement;
+    assert_eq!(
+        (stored.publish_at, stored.expires_at),
+        (now + hour, Some(now + hour / 2))
+    );
+}
+
+/// Waits (a few seconds at most) until some session of the database at
+/// `url` is blocked on a lock.
+fn wait_for_a_lock_waiter(url: &str) {
+    use diesel::Connection;
+    let mut conn = diesel::PgConnection::establish(url).expect("observer");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let waiting: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock')",
+        ))
+        .get_result(&mut conn)
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 // ---- item 3: NUL bytes in text fields
 
 async fn assert_422(res: reqwest::Response, field: &str, what: &str) {

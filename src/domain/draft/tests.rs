@@ -161,3 +161,33 @@ fn paths_and_http_urls_are_links() {
         assert_eq!(link_errors(link), [], "{link:?} was refused");
     }
 }
+
+#[test]
+fn patched_times_are_checked_against_the_stored_ones() {
+    let (publish_at, expires_at) = (1_000, Some(2_000));
+    let patch = |publish: Option<i64>, expires: Option<Option<i64>>| AnnouncementPatch {
+        publish_at: publish,
+        expires_at: expires,
+        ..AnnouncementPatch::default()
+    };
+    let field = |p: AnnouncementPatch| {
+        p.check_times(publish_at, expires_at)
+            .map_err(|e| e.field)
+            .err()
+    };
+    assert_eq!(field(patch(None, None)), None);
+    assert_eq!(field(patch(Some(1_500), None)), None);
+    assert_eq!(field(patch(None, Some(None))), None);
+    assert_eq!(field(patch(Some(5_000), Some(None))), None);
+    assert_eq!(
+        field(patch(None, Some(Some(1_000)))),
+        Some("expires_at".into())
+    );
+    assert_eq!(field(patch(Some(2_000), None)), Some("publish_at".into()));
+    assert_eq!(
+        field(patch(Some(3_000), Some(Some(2_500)))),
+        Some("expires_at".into())
+    );
+    let broken = AnnouncementPatch::default().check_times(2_000, Some(2_000));
+    assert_eq!(broken.map_err(|e| e.field), Err("expires_at".into()));
+}
