@@ -6,8 +6,7 @@ pub mod codes;
 
 use codes::error;
 
-use crate::db::models::Announcement;
-use crate::domain::rfc3339;
+use crate::domain::{rfc3339, Announcement, AnnouncementId, Cursor, Level};
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -18,9 +17,9 @@ pub enum ClientFrame {
     /// `{"type":"ping"}`, `{"type":"headerBeat"}`, `{"sendType":"HEALTH"}`,
     /// or the bare texts `ping` and `heartCheck`.
     Heartbeat,
-    Ack(Vec<i64>),
-    Read(Vec<i64>),
-    Sync(i64),
+    Ack(Vec<AnnouncementId>),
+    Read(Vec<AnnouncementId>),
+    Sync(Cursor),
     Refresh(String),
 }
 
@@ -55,7 +54,7 @@ struct Envelope {
 
 #[derive(Deserialize)]
 struct IdsData {
-    ids: Vec<i64>,
+    ids: Vec<AnnouncementId>,
 }
 
 #[derive(Deserialize)]
@@ -81,7 +80,7 @@ fn data<T: for<'de> Deserialize<'de>>(
     })
 }
 
-fn ids(kind: &str, value: Value) -> Result<Vec<i64>, FrameError> {
+fn ids(kind: &str, value: Value) -> Result<Vec<AnnouncementId>, FrameError> {
     let IdsData { ids } = data(kind, value, r#"{"ids":[1,2]}"#)?;
     if ids.len() > MAX_IDS_PER_FRAME {
         return Err(FrameError::new(
@@ -118,7 +117,7 @@ pub fn parse_client_text(text: &str) -> Result<ClientFrame, FrameError> {
         "ack" => ids(&kind, envelope.data).map(ClientFrame::Ack),
         "read" => ids(&kind, envelope.data).map(ClientFrame::Read),
         "sync" => data::<SyncData>(&kind, envelope.data, r#"{"since":0}"#)
-            .map(|d| ClientFrame::Sync(d.since.max(0))),
+            .map(|d| ClientFrame::Sync(Cursor(d.since.max(0)))),
         "refresh" => data::<RefreshData>(&kind, envelope.data, r#"{"token":"..."}"#)
             .map(|d| ClientFrame::Refresh(d.token)),
         other => Err(FrameError::new(
@@ -138,14 +137,14 @@ fn truncate(s: &str, max: usize) -> &str {
 /// An announcement as clients and the inbox see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AnnouncementView {
-    pub id: i64,
+    pub id: AnnouncementId,
     pub title: String,
     pub content: String,
-    pub level: String,
+    pub level: Level,
     pub link: Option<String>,
     pub publish_at: String,
     pub expires_at: Option<String>,
-    pub cursor: Option<i64>,
+    pub cursor: Option<Cursor>,
 }
 
 impl From<&Announcement> for AnnouncementView {
@@ -154,11 +153,11 @@ impl From<&Announcement> for AnnouncementView {
             id: a.id,
             title: a.title.clone(),
             content: a.content.clone(),
-            level: a.level.clone(),
+            level: a.level,
             link: a.link.clone(),
             publish_at: rfc3339(a.published_at.unwrap_or(a.publish_at)),
             expires_at: a.expires_at.map(rfc3339),
-            cursor: a.publish_cursor,
+            cursor: a.cursor,
         }
     }
 }
@@ -167,18 +166,18 @@ impl From<&Announcement> for AnnouncementView {
 /// by every session it goes to.
 #[derive(Debug)]
 pub struct Prepared {
-    pub id: i64,
-    pub cursor: i64,
+    pub id: AnnouncementId,
+    pub cursor: Cursor,
     pub v1: ByteString,
     pub legacy: ByteString,
 }
 
 impl From<&Announcement> for Prepared {
-    fn from(row: &Announcement) -> Prepared {
-        let view = AnnouncementView::from(row);
+    fn from(a: &Announcement) -> Prepared {
+        let view = AnnouncementView::from(a);
         Prepared {
-            id: row.id,
-            cursor: row.publish_cursor.unwrap_or(0),
+            id: a.id,
+            cursor: a.cursor.unwrap_or_default(),
             v1: ByteString::from(announcement(&view, false)),
             legacy: ByteString::from(announcement(&view, true)),
         }
@@ -213,7 +212,7 @@ pub struct Welcome<'a> {
     pub session_id: u64,
     pub heartbeat_ms: u64,
     pub server_time: i64,
-    pub cursor: i64,
+    pub cursor: Cursor,
     pub unread: i64,
 }
 
@@ -231,11 +230,11 @@ pub fn welcome(w: &Welcome<'_>) -> String {
     )
 }
 
-pub fn retract(id: i64) -> String {
+pub fn retract(id: AnnouncementId) -> String {
     frame("retract", json!({ "id": id }))
 }
 
-pub fn read(ids: &[i64]) -> String {
+pub fn read(ids: &[AnnouncementId]) -> String {
     frame("read", json!({ "ids": ids }))
 }
 
@@ -278,15 +277,15 @@ mod tests {
     fn ack_read_sync_refresh_parse() {
         assert_eq!(
             parse_client_text(r#"{"type":"ack","data":{"ids":[1,2]}}"#),
-            Ok(ClientFrame::Ack(vec![1, 2]))
+            Ok(ClientFrame::Ack(vec![AnnouncementId(1), AnnouncementId(2)]))
         );
         assert_eq!(
             parse_client_text(r#"{"type":"read","data":{"ids":[3]}}"#),
-            Ok(ClientFrame::Read(vec![3]))
+            Ok(ClientFrame::Read(vec![AnnouncementId(3)]))
         );
         assert_eq!(
             parse_client_text(r#"{"type":"sync","data":{"since":7}}"#),
-            Ok(ClientFrame::Sync(7))
+            Ok(ClientFrame::Sync(Cursor(7)))
         );
         assert_eq!(
             parse_client_text(r#"{"type":"refresh","data":{"token":"t"}}"#),
@@ -321,19 +320,23 @@ mod tests {
     #[test]
     fn legacy_announcement_has_top_level_fields() {
         let view = AnnouncementView {
-            id: 5,
+            id: AnnouncementId(5),
             title: "T".into(),
             content: "C".into(),
-            level: "info".into(),
+            level: Level::Info,
             link: None,
             publish_at: "2026-01-01T00:00:00.000Z".into(),
             expires_at: None,
-            cursor: Some(9),
+            cursor: Some(Cursor(9)),
         };
         let v: Value = serde_json::from_str(&announcement(&view, true)).expect("json");
         assert_eq!(v["title"], "T");
         assert_eq!(v["data"]["title"], "T");
         assert_eq!(v["data"]["cursor"], 9);
+        assert_eq!(
+            (&v["level"], &v["data"]["level"]),
+            (&json!("info"), &json!("info"))
+        );
         let v: Value = serde_json::from_str(&announcement(&view, false)).expect("json");
         assert!(v.get("title").is_none());
         let p: Value = serde_json::from_str(&pong(1, true)).expect("json");

@@ -95,7 +95,7 @@ fn frames(rows: ReplayRows, legacy: bool) -> ReplayPage {
             .map(|row| {
                 let view = AnnouncementView::from(row);
                 (
-                    row.publish_cursor.unwrap_or(0),
+                    row.cursor.unwrap_or_default(),
                     protocol::announcement(&view, legacy),
                 )
             })

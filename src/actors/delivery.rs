@@ -3,8 +3,8 @@
 
 use super::messages::Publish;
 use super::registry::Registry;
-use crate::db::models::{FullAnnouncement, Status};
 use crate::db::{self, DbPool};
+use crate::domain::{AnnouncementId, FullAnnouncement, Status};
 use crate::metrics::METRICS;
 use crate::protocol::Prepared;
 use actix::prelude::*;
@@ -13,17 +13,18 @@ use std::sync::Arc;
 /// Hands one claimed announcement to the registry unless it expired or was
 /// withdrawn meanwhile; answers how many users it reached on this node.
 pub async fn deliver(registry: &Addr<Registry>, full: FullAnnouncement) -> i64 {
-    if full.row.status() != Status::Published || full.row.is_expired(db::now_ms()) {
+    let a = &full.announcement;
+    if a.status != Status::Published || a.is_expired(db::now_ms()) {
         return 0;
     }
-    let prepared = Arc::new(Prepared::from(&full.row));
+    let prepared = Arc::new(Prepared::from(a));
     METRICS
         .publish_lag
-        .observe((db::now_ms() - full.row.publish_at).max(0) as f64 / 1000.0);
+        .observe((db::now_ms() - a.publish_at).max(0) as f64 / 1000.0);
     tracing::info!(
-        announcement_id = full.row.id,
-        cursor = prepared.cursor,
-        audience = full.audience.kind(),
+        announcement_id = a.id.0,
+        cursor = prepared.cursor.0,
+        audience = full.audience.kind().as_str(),
         "publishing"
     );
     registry
@@ -39,7 +40,7 @@ pub async fn deliver(registry: &Addr<Registry>, full: FullAnnouncement) -> i64 {
 pub async fn deliver_all(pool: &DbPool, registry: &Addr<Registry>, all: Vec<FullAnnouncement>) {
     let mut online = Vec::with_capacity(all.len());
     for full in all {
-        let id = full.row.id;
+        let id = full.announcement.id;
         online.push((id, deliver(registry, full).await));
     }
     record_online(pool, online).await;
@@ -48,7 +49,7 @@ pub async fn deliver_all(pool: &DbPool, registry: &Addr<Registry>, all: Vec<Full
 /// Adds this node's online counts `(announcement id, users)` to the
 /// announcements' stats. Stats are informational: a failure is logged, not
 /// retried.
-pub async fn record_online(pool: &DbPool, online: Vec<(i64, i64)>) {
+pub async fn record_online(pool: &DbPool, online: Vec<(AnnouncementId, i64)>) {
     if online.is_empty() {
         return;
     }

@@ -10,9 +10,8 @@ use super::cluster::ClusterHandle;
 use super::delivery::deliver_all;
 use super::messages::{ReadSync, Retract};
 use super::registry::Registry;
-use crate::db::models::FullAnnouncement;
 use crate::db::DbPool;
-use crate::domain::Audience;
+use crate::domain::{AnnouncementId, Audience, FullAnnouncement};
 use actix::prelude::*;
 
 #[derive(Clone)]
@@ -51,7 +50,7 @@ impl Fanout {
     }
 
     /// An announcement this node just retracted.
-    pub fn retracted(&self, id: i64, audience: Audience) {
+    pub fn retracted(&self, id: AnnouncementId, audience: Audience) {
         if self.cluster.is_none() {
             self.registry.do_send(Retract { id, audience });
         }

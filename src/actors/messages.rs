@@ -1,7 +1,7 @@
 //! Every message the actors exchange, grouped by recipient.
 
 use crate::db::receipts::ReceiptEvent;
-use crate::domain::Audience;
+use crate::domain::{AnnouncementId, Audience};
 use actix::prelude::*;
 use bytestring::ByteString;
 use std::sync::Arc;
@@ -95,7 +95,7 @@ pub struct Publish {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Retract {
-    pub id: i64,
+    pub id: AnnouncementId,
     pub audience: Audience,
 }
 
@@ -104,7 +104,7 @@ pub struct Retract {
 #[rtype(result = "()")]
 pub struct ReadSync {
     pub user_id: String,
-    pub ids: Vec<i64>,
+    pub ids: Vec<AnnouncementId>,
     pub except: Option<SessionId>,
 }
 

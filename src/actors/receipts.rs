@@ -7,6 +7,7 @@ use super::fanout::Fanout;
 use super::messages::*;
 use crate::db::receipts::ReceiptEvent;
 use crate::db::{self, DbPool};
+use crate::domain::AnnouncementId;
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -118,13 +119,18 @@ impl ReceiptWriter {
     }
 
     /// Tells each reader's other tabs (on any node) what was read.
-    fn sync_reads(&self, batch: &[(ReceiptEvent, Option<SessionId>)], read: &[(i64, String)]) {
+    fn sync_reads(
+        &self,
+        batch: &[(ReceiptEvent, Option<SessionId>)],
+        read: &[(AnnouncementId, String)],
+    ) {
         if read.is_empty() {
             return;
         }
-        let read: std::collections::HashSet<(i64, &str)> =
+        let read: std::collections::HashSet<(AnnouncementId, &str)> =
             read.iter().map(|(id, u)| (*id, u.as_str())).collect();
-        let mut by_origin: BTreeMap<(&str, Option<SessionId>), Vec<i64>> = BTreeMap::new();
+        let mut by_origin: BTreeMap<(&str, Option<SessionId>), Vec<AnnouncementId>> =
+            BTreeMap::new();
         for (e, origin) in batch {
             if read.contains(&(e.announcement_id, e.user_id.as_str()))
                 && e.kind == crate::db::receipts::ReceiptKind::Read

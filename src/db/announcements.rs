@@ -1,20 +1,19 @@
-//! Announcement queries: create, list, change, claim for publishing, and
-//! the per-user view (replay after a cursor) that resume relies on.
+//! Publishing, as the admin and the scheduler see it: create, list, change,
+//! withdraw, find what is due and claim it, add the publish stats. Who sees
+//! a published announcement, and in which order, is `timeline`.
 
-use super::audiences;
 use super::events::{self, Event};
-use super::models::{
-    Announcement, AnnouncementInsertForm, AnnouncementUpdateForm, FullAnnouncement, Status,
+use super::models::{self, AnnouncementInsertForm, AnnouncementRow, AnnouncementUpdateForm};
+use super::schema::announcements as a;
+use super::{audiences, timeline};
+use super::{DbConn, DbError};
+use crate::domain::{
+    AnnouncementDraft, AnnouncementId, AnnouncementPatch, FieldError, FullAnnouncement, Status,
     SummarizedAnnouncement,
 };
-use super::schema::{announcement_targets as targets, announcements as a, counters};
-use super::{DbConn, DbError};
-use crate::domain::{AnnouncementDraft, AnnouncementPatch};
 use diesel::prelude::*;
 
 type Backend = <DbConn as Connection>::Backend;
-
-const PUBLISH_CURSOR: &str = "publish_cursor";
 
 /// Inserts a new scheduled announcement and its targets in one transaction.
 pub fn insert(
@@ -28,7 +27,7 @@ pub fn insert(
             content: &draft.content,
             level: draft.level.as_str(),
             link: draft.link.as_deref(),
-            audience: draft.audience.kind(),
+            audience: draft.audience.kind().as_str(),
             status: Status::Scheduled.as_str(),
             publish_at: draft.publish_at,
             expires_at: draft.expires_at,
@@ -37,12 +36,12 @@ pub fn insert(
         };
         let id = insert_returning_id(conn, &form)?;
         audiences::write(conn, id, &draft.audience)?;
-        let row = a::table
-            .find(id)
-            .select(Announcement::as_select())
+        let row: AnnouncementRow = a::table
+            .find(id.0)
+            .select(AnnouncementRow::as_select())
             .first(conn)?;
         Ok(FullAnnouncement {
-            row,
+            announcement: row.into(),
             audience: draft.audience.clone(),
         })
     })
@@ -53,29 +52,30 @@ pub fn insert(
 fn insert_returning_id(
     conn: &mut DbConn,
     form: &AnnouncementInsertForm<'_>,
-) -> Result<i64, diesel::result::Error> {
-    match conn {
+) -> Result<AnnouncementId, diesel::result::Error> {
+    let id = match conn {
         DbConn::Pg(c) => diesel::insert_into(a::table)
             .values(form)
             .returning(a::id)
-            .get_result(c),
+            .get_result(c)?,
         DbConn::Sqlite(c) => {
             diesel::insert_into(a::table).values(form).execute(c)?;
-            diesel::select(last_insert_rowid()).get_result(c)
+            diesel::select(last_insert_rowid()).get_result(c)?
         }
-    }
+    };
+    Ok(AnnouncementId(id))
 }
 
 diesel::define_sql_function!(fn last_insert_rowid() -> BigInt);
 
-pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbError> {
-    let row = a::table
-        .find(id)
-        .select(Announcement::as_select())
+pub fn get(conn: &mut DbConn, id: AnnouncementId) -> Result<Option<FullAnnouncement>, DbError> {
+    let row: Option<AnnouncementRow> = a::table
+        .find(id.0)
+        .select(AnnouncementRow::as_select())
         .first(conn)
         .optional()?;
     match row {
-        Some(row) => Ok(audiences::attach(conn, vec![row])?.pop()),
+        Some(row) => Ok(audiences::attach(conn, vec![row.into()])?.pop()),
         None => Ok(None),
     }
 }
@@ -83,13 +83,13 @@ pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<FullAnnouncement>, DbErr
 /// One announcement with a summary of its audience (see `list`).
 pub fn get_summarized(
     conn: &mut DbConn,
-    id: i64,
+    id: AnnouncementId,
 ) -> Result<Option<SummarizedAnnouncement>, DbError> {
-    let rows: Vec<Announcement> = a::table
-        .find(id)
-        .select(Announcement::as_select())
+    let rows = a::table
+        .find(id.0)
+        .select(AnnouncementRow::as_select())
         .load(conn)?;
-    Ok(audiences::summarize(conn, rows)?.pop())
+    Ok(audiences::summarize(conn, models::announcements(rows))?.pop())
 }
 
 /// Newest first; `before` is an id from the previous page. Audiences come
@@ -98,11 +98,11 @@ pub fn get_summarized(
 pub fn list(
     conn: &mut DbConn,
     status: Option<Status>,
-    before: Option<i64>,
+    before: Option<AnnouncementId>,
     limit: i64,
 ) -> Result<Vec<SummarizedAnnouncement>, DbError> {
     let mut query = a::table
-        .select(Announcement::as_select())
+        .select(AnnouncementRow::as_select())
         .order(a::id.desc())
         .limit(limit)
         .into_boxed::<Backend>();
@@ -110,10 +110,10 @@ pub fn list(
         query = query.filter(a::status.eq(status.as_str()));
     }
     if let Some(before) = before {
-        query = query.filter(a::id.lt(before));
+        query = query.filter(a::id.lt(before.0));
     }
     let rows = query.load(conn)?;
-    Ok(audiences::summarize(conn, rows)?)
+    Ok(audiences::summarize(conn, models::announcements(rows))?)
 }
 
 #[derive(Debug)]
@@ -122,13 +122,19 @@ pub enum ChangeOutcome {
     NotFound,
     /// The announcement is no longer scheduled; carries its status.
     NotScheduled(Status),
+    /// Patched, the announcement would expire at or before it publishes.
+    Invalid(FieldError),
 }
 
-/// Applies a patch while the announcement is still scheduled. The status
-/// check is part of the UPDATE so a concurrent publish cannot slip between.
+/// Applies a patch while the announcement is still scheduled and its
+/// patched times leave it a moment to be seen. Both checks are part of the
+/// UPDATE as well as of the read before it, so a concurrent publish or
+/// another PATCH cannot slip between (PostgreSQL re-evaluates the WHERE on
+/// the row version it waited for; on SQLite a writer whose read went stale
+/// fails instead).
 pub fn update_scheduled(
     conn: &mut DbConn,
-    id: i64,
+    id: AnnouncementId,
     patch: &AnnouncementPatch,
     now: i64,
 ) -> Result<ChangeOutcome, DbError> {
@@ -136,29 +142,30 @@ pub fn update_scheduled(
         let Some(current) = get(conn, id)? else {
             return Ok(ChangeOutcome::NotFound);
         };
-        if current.row.status() != Status::Scheduled {
-            return Ok(ChangeOutcome::NotScheduled(current.row.status()));
+        let stored = &current.announcement;
+        if stored.status != Status::Scheduled {
+            return Ok(ChangeOutcome::NotScheduled(stored.status));
         }
-        let form = AnnouncementUpdateForm {
-            title: patch.title.clone(),
-            content: patch.content.clone(),
-            level: patch.level.map(|l| l.as_str().to_string()),
-            link: patch.link.clone(),
-            audience: patch.audience.as_ref().map(|a| a.kind().to_string()),
-            publish_at: patch.publish_at,
-            expires_at: patch.expires_at,
-            updated_at: Some(now),
-        };
+        if let Err(error) = patch.check_times(stored.publish_at, stored.expires_at) {
+            return Ok(ChangeOutcome::Invalid(error));
+        }
         let changed = diesel::update(
             a::table
-                .filter(a::id.eq(id))
-                .filter(a::status.eq(Status::Scheduled.as_str())),
+                .filter(a::id.eq(id.0))
+                .filter(a::status.eq(Status::Scheduled.as_str()))
+                .filter(keeps_a_moment(patch)),
         )
-        .set(&form)
+        .set(&AnnouncementUpdateForm::new(patch, now))
         .execute(conn)?;
         if changed == 0 {
-            let status = get(conn, id)?.map_or(Status::Cancelled, |f| f.row.status());
-            return Ok(ChangeOutcome::NotScheduled(status));
+            return Ok(match get(conn, id)? {
+                Some(f) if f.announcement.status == Status::Scheduled => {
+                    ChangeOutcome::Invalid(patch.times_error())
+                }
+                found => ChangeOutcome::NotScheduled(
+                    found.map_or(Status::Cancelled, |f| f.announcement.status),
+                ),
+            });
         }
         if let Some(audience) = &patch.audience {
             audiences::write(conn, id, audience)?;
@@ -168,6 +175,24 @@ pub fn update_scheduled(
             None => Ok(ChangeOutcome::NotFound),
         }
     })
+}
+
+/// `AnnouncementPatch::check_times` in SQL, against the row as the UPDATE
+/// finds it: whatever the patch does not set comes from the row.
+fn keeps_a_moment(
+    patch: &AnnouncementPatch,
+) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool>> {
+    use diesel::sql_types::Bool;
+    let no_expiry = a::expires_at.is_null();
+    match (patch.publish_at, patch.expires_at) {
+        // No expiry, or both times from the patch (checked already).
+        (_, Some(None)) | (Some(_), Some(Some(_))) => Box::new(true.into_sql::<Bool>()),
+        (None, Some(Some(expires_at))) => Box::new(a::publish_at.lt(expires_at)),
+        (Some(publish_at), None) => {
+            Box::new(no_expiry.or(a::expires_at.assume_not_null().gt(publish_at)))
+        }
+        (None, None) => Box::new(no_expiry.or(a::expires_at.assume_not_null().gt(a::publish_at))),
+    }
 }
 
 #[derive(Debug)]
@@ -182,11 +207,15 @@ pub enum WithdrawOutcome {
 }
 
 /// Cancels a scheduled announcement or retracts a published one.
-pub fn withdraw(conn: &mut DbConn, id: i64, now: i64) -> Result<WithdrawOutcome, DbError> {
+pub fn withdraw(
+    conn: &mut DbConn,
+    id: AnnouncementId,
+    now: i64,
+) -> Result<WithdrawOutcome, DbError> {
     conn.transaction(|conn| {
         let cancelled = diesel::update(
             a::table
-                .filter(a::id.eq(id))
+                .filter(a::id.eq(id.0))
                 .filter(a::status.eq(Status::Scheduled.as_str())),
         )
         .set((
@@ -197,7 +226,7 @@ pub fn withdraw(conn: &mut DbConn, id: i64, now: i64) -> Result<WithdrawOutcome,
         let retracted = if cancelled == 0 {
             diesel::update(
                 a::table
-                    .filter(a::id.eq(id))
+                    .filter(a::id.eq(id.0))
                     .filter(a::status.eq(Status::Published.as_str())),
             )
             .set((
@@ -224,14 +253,15 @@ pub fn withdraw(conn: &mut DbConn, id: i64, now: i64) -> Result<WithdrawOutcome,
 }
 
 /// Ids of scheduled announcements whose time has come, oldest first.
-pub fn due(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<i64>, DbError> {
-    Ok(a::table
+pub fn due(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<AnnouncementId>, DbError> {
+    let ids = a::table
         .filter(a::status.eq(Status::Scheduled.as_str()))
         .filter(a::publish_at.le(now))
         .order((a::publish_at, a::id))
         .select(a::id)
         .limit(limit)
-        .load(conn)?)
+        .load(conn)?;
+    Ok(ids.into_iter().map(AnnouncementId).collect())
 }
 
 /// The earliest publish time among scheduled announcements.
@@ -254,11 +284,15 @@ pub fn next_due(conn: &mut DbConn) -> Result<Option<i64>, DbError> {
 /// is part of the transaction too: it goes out if and only if the claim
 /// commits, and in commit order. Returns `None` when someone else claimed
 /// (or cancelled, or rescheduled) it first.
-pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnouncement>, DbError> {
+pub fn claim(
+    conn: &mut DbConn,
+    id: AnnouncementId,
+    now: i64,
+) -> Result<Option<FullAnnouncement>, DbError> {
     conn.transaction(|conn| {
         let won = diesel::update(
             a::table
-                .filter(a::id.eq(id))
+                .filter(a::id.eq(id.0))
                 .filter(a::status.eq(Status::Scheduled.as_str()))
                 .filter(a::publish_at.le(now)),
         )
@@ -278,18 +312,12 @@ pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnounce
         // The counter row is the one lock every claim takes, and it is held
         // until commit: cursors are handed out in commit order. Taken last
         // so that it is held as briefly as possible.
-        diesel::update(counters::table.find(PUBLISH_CURSOR))
-            .set(counters::value.eq(counters::value + 1))
+        let cursor = timeline::next_cursor(conn)?;
+        diesel::update(a::table.find(id.0))
+            .set((a::publish_cursor.eq(cursor.0), a::targeted.eq(targeted)))
             .execute(conn)?;
-        let cursor: i64 = counters::table
-            .find(PUBLISH_CURSOR)
-            .select(counters::value)
-            .first(conn)?;
-        diesel::update(a::table.find(id))
-            .set((a::publish_cursor.eq(cursor), a::targeted.eq(targeted)))
-            .execute(conn)?;
-        full.row.publish_cursor = Some(cursor);
-        full.row.targeted = Some(targeted);
+        full.announcement.cursor = Some(cursor);
+        full.announcement.targeted = Some(targeted);
         events::notify(conn, &Event::Published { id, cursor })?;
         Ok(Some(full))
     })
@@ -297,10 +325,10 @@ pub fn claim(conn: &mut DbConn, id: i64, now: i64) -> Result<Option<FullAnnounce
 
 /// Adds the users one node had online when it delivered each announcement
 /// (every node adds its own; a user with tabs on two nodes counts twice).
-pub fn add_online(conn: &mut DbConn, counts: &[(i64, i64)]) -> Result<(), DbError> {
+pub fn add_online(conn: &mut DbConn, counts: &[(AnnouncementId, i64)]) -> Result<(), DbError> {
     conn.transaction(|conn| {
         for &(id, online) in counts {
-            diesel::update(a::table.find(id))
+            diesel::update(a::table.find(id.0))
                 .set(
                     a::online_at_publish
                         .eq((coalesce(a::online_at_publish, 0i64) + online).nullable()),
@@ -317,101 +345,4 @@ diesel::define_sql_function! {
         x: diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
         y: diesel::sql_types::BigInt,
     ) -> diesel::sql_types::BigInt;
-}
-
-/// Every announcement that got a cursor in `(after, upto]`, in cursor
-/// order, whatever its status now: what a node missed between two points.
-pub fn with_cursor_between(
-    conn: &mut DbConn,
-    after: i64,
-    upto: i64,
-) -> Result<Vec<FullAnnouncement>, DbError> {
-    let rows = a::table
-        .filter(a::publish_cursor.gt(after))
-        .filter(a::publish_cursor.le(upto))
-        .order(a::publish_cursor.asc())
-        .select(Announcement::as_select())
-        .load(conn)?;
-    Ok(audiences::attach(conn, rows)?)
-}
-
-/// Announcements retracted at or after `since` (epoch ms) whose cursor is at
-/// most `upto`: the retracts a node may have missed while it was not listening.
-pub fn retracted_since(
-    conn: &mut DbConn,
-    since: i64,
-    upto: i64,
-) -> Result<Vec<FullAnnouncement>, DbError> {
-    let rows = a::table
-        .filter(a::status.eq(Status::Retracted.as_str()))
-        .filter(a::retracted_at.ge(since))
-        .filter(a::publish_cursor.le(upto))
-        .order(a::publish_cursor.asc())
-        .select(Announcement::as_select())
-        .load(conn)?;
-    Ok(audiences::attach(conn, rows)?)
-}
-
-/// The newest cursor handed out (0 before the first publish).
-pub fn latest_cursor(conn: &mut DbConn) -> Result<i64, DbError> {
-    Ok(counters::table
-        .find(PUBLISH_CURSOR)
-        .select(counters::value)
-        .first(conn)?)
-}
-
-/// Published and not expired at `now`: what inboxes show and receipts count.
-pub fn current(
-    now: i64,
-) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool>> {
-    Box::new(
-        a::status.eq(Status::Published.as_str()).and(
-            a::expires_at
-                .is_null()
-                .or(a::expires_at.assume_not_null().gt(now)),
-        ),
-    )
-}
-
-/// Announcements visible to this user: current, and aimed at everyone, at
-/// the user, or at one of the user's groups.
-pub fn visible_to<'a>(
-    user_id: &'a str,
-    groups: &'a [String],
-    now: i64,
-) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool> + 'a> {
-    use diesel::dsl::exists;
-    let for_user = a::audience.eq("users").and(exists(
-        targets::table
-            .filter(targets::announcement_id.eq(a::id))
-            .filter(targets::kind.eq("user"))
-            .filter(targets::value.eq(user_id)),
-    ));
-    let for_groups = a::audience.eq("groups").and(exists(
-        targets::table
-            .filter(targets::announcement_id.eq(a::id))
-            .filter(targets::kind.eq("group"))
-            .filter(targets::value.eq_any(groups)),
-    ));
-    Box::new(current(now).and(a::audience.eq("all").or(for_user).or(for_groups)))
-}
-
-/// Everything for this user published after `since`, oldest first: the
-/// replay a reconnecting client receives before live events. Rows only:
-/// membership was decided in SQL, and the frames need no audience.
-pub fn for_user_since(
-    conn: &mut DbConn,
-    user_id: &str,
-    groups: &[String],
-    since: i64,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<Announcement>, DbError> {
-    Ok(a::table
-        .filter(visible_to(user_id, groups, now))
-        .filter(a::publish_cursor.gt(since))
-        .order(a::publish_cursor.asc())
-        .limit(limit)
-        .select(Announcement::as_select())
-        .load(conn)?)
 }

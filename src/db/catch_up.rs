@@ -4,8 +4,8 @@
 //! rest of the replay comes a page at a time, in cursor order, up to the
 //! cursor that was newest at the opening.
 
-use super::models::Announcement;
-use super::{announcements, receipts, users, DbConn, DbError};
+use super::{receipts, timeline, users, DbConn, DbError};
+use crate::domain::{Announcement, Cursor};
 
 /// How much one replay page may hold: at most `rows` rows, and rows only
 /// until their text passes `bytes` (always at least one row).
@@ -25,7 +25,7 @@ pub struct ReplayRows {
 
 #[derive(Debug, Default)]
 pub struct OpeningRows {
-    pub cursor: i64,
+    pub cursor: Cursor,
     /// Counted only on a session's first opening.
     pub unread: i64,
     pub replay: ReplayRows,
@@ -38,7 +38,7 @@ pub fn open(
     conn: &mut DbConn,
     user_id: &str,
     groups: &[String],
-    since: Option<i64>,
+    since: Option<Cursor>,
     first: bool,
     limits: PageLimits,
     now: i64,
@@ -46,7 +46,7 @@ pub fn open(
     if first {
         users::touch(conn, user_id, groups, now)?;
     }
-    let cursor = announcements::latest_cursor(conn)?;
+    let cursor = timeline::latest_cursor(conn)?;
     let unread = if first {
         receipts::unread_count(conn, user_id, groups, now)?
     } else {
@@ -68,19 +68,19 @@ pub fn replay(
     conn: &mut DbConn,
     user_id: &str,
     groups: &[String],
-    after: i64,
-    upto: i64,
+    after: Cursor,
+    upto: Cursor,
     limits: PageLimits,
     now: i64,
 ) -> Result<ReplayRows, DbError> {
-    let found = announcements::for_user_since(conn, user_id, groups, after, now, limits.rows)?;
+    let found = timeline::for_user_since(conn, user_id, groups, after, now, limits.rows)?;
     let mut page = ReplayRows {
         rows: Vec::new(),
         more: found.len() as i64 == limits.rows,
     };
     let mut bytes = 0;
     for row in found {
-        if row.publish_cursor.unwrap_or(0) > upto {
+        if row.cursor.unwrap_or_default() > upto {
             page.more = false;
             break;
         }

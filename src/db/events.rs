@@ -4,7 +4,7 @@
 //! there is one node and nothing to tell.
 
 use super::DbConn;
-use crate::domain::SessionId;
+use crate::domain::{AnnouncementId, Cursor, SessionId};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use serde::{Deserialize, Serialize};
@@ -17,14 +17,14 @@ pub const CHANNEL: &str = "herald_events";
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// An announcement was claimed and got this cursor.
-    Published { id: i64, cursor: i64 },
+    Published { id: AnnouncementId, cursor: Cursor },
     /// A published announcement was withdrawn.
-    Retracted { id: i64 },
+    Retracted { id: AnnouncementId },
     /// The user read these; `except` is the session (on `node`) that read
     /// them, which needs no telling.
     Read {
         user_id: String,
-        ids: Vec<i64>,
+        ids: Vec<AnnouncementId>,
         node: String,
         except: Option<SessionId>,
     },
@@ -50,7 +50,10 @@ mod tests {
 
     #[test]
     fn events_are_small_tagged_json() {
-        let published = Event::Published { id: 7, cursor: 42 };
+        let published = Event::Published {
+            id: AnnouncementId(7),
+            cursor: Cursor(42),
+        };
         let text = serde_json::to_string(&published).expect("json");
         assert_eq!(text, r#"{"kind":"published","id":7,"cursor":42}"#);
         assert_eq!(

@@ -8,10 +8,11 @@ pub mod announcements;
 pub mod audiences;
 pub mod catch_up;
 pub mod events;
-pub mod models;
+mod models;
 pub mod receipts;
 pub mod schema;
 pub mod settings;
+pub mod timeline;
 pub mod users;
 
 use diesel::connection::SimpleConnection;

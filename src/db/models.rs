@@ -1,43 +1,16 @@
-//! Rows as stored, and the forms that write them.
+//! Rows as stored, and the forms that write them: storage's own business.
+//! Nothing outside `db` sees a row; queries hand out `domain` types, built
+//! from rows here and only here.
 
 use super::schema::{announcement_targets, announcements, receipts};
-use crate::domain::{Audience, AudienceSummary, Level};
+use crate::domain::{
+    Announcement, AnnouncementId, AnnouncementPatch, AudienceKind, Cursor, Level, Status,
+};
 use diesel::prelude::*;
-
-/// Lifecycle of an announcement: scheduled → published → retracted, or
-/// scheduled → cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Scheduled,
-    Published,
-    Cancelled,
-    Retracted,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Scheduled => "scheduled",
-            Status::Published => "published",
-            Status::Cancelled => "cancelled",
-            Status::Retracted => "retracted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        match s {
-            "scheduled" => Some(Status::Scheduled),
-            "published" => Some(Status::Published),
-            "cancelled" => Some(Status::Cancelled),
-            "retracted" => Some(Status::Retracted),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = announcements)]
-pub struct Announcement {
+pub struct AnnouncementRow {
     pub id: i64,
     pub title: String,
     pub content: String,
@@ -56,18 +29,36 @@ pub struct Announcement {
     pub online_at_publish: Option<i64>,
 }
 
-impl Announcement {
-    pub fn status(&self) -> Status {
-        Status::parse(&self.status).unwrap_or(Status::Cancelled)
+/// Strings herald did not write (a hand-edited table) read as they always
+/// have: an unknown status as cancelled, so that nothing delivers it; an
+/// unknown level as `info`; an unknown audience as "all" when routing (the
+/// membership checks in SQL compare the column itself and match no one).
+impl From<AnnouncementRow> for Announcement {
+    fn from(row: AnnouncementRow) -> Announcement {
+        Announcement {
+            id: AnnouncementId(row.id),
+            title: row.title,
+            content: row.content,
+            level: Level::parse(&row.level).unwrap_or_default(),
+            link: row.link,
+            audience: AudienceKind::parse(&row.audience).unwrap_or(AudienceKind::All),
+            status: Status::parse(&row.status).unwrap_or(Status::Cancelled),
+            publish_at: row.publish_at,
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            published_at: row.published_at,
+            retracted_at: row.retracted_at,
+            cursor: row.publish_cursor.map(Cursor),
+            targeted: row.targeted,
+            online_at_publish: row.online_at_publish,
+        }
     }
+}
 
-    pub fn level(&self) -> Level {
-        Level::parse(&self.level).unwrap_or_default()
-    }
-
-    pub fn is_expired(&self, now: i64) -> bool {
-        self.expires_at.is_some_and(|e| e <= now)
-    }
+/// Rows as announcements, in the same order.
+pub fn announcements(rows: Vec<AnnouncementRow>) -> Vec<Announcement> {
+    rows.into_iter().map(Announcement::from).collect()
 }
 
 #[derive(Debug, Insertable)]
@@ -98,9 +89,28 @@ pub struct AnnouncementUpdateForm {
     pub updated_at: Option<i64>,
 }
 
+impl AnnouncementUpdateForm {
+    /// The columns a patch changes (`None` leaves one as it is).
+    pub fn new(patch: &AnnouncementPatch, now: i64) -> AnnouncementUpdateForm {
+        AnnouncementUpdateForm {
+            title: patch.title.clone(),
+            content: patch.content.clone(),
+            level: patch.level.map(|l| l.as_str().to_string()),
+            link: patch.link.clone(),
+            audience: patch
+                .audience
+                .as_ref()
+                .map(|a| a.kind().as_str().to_string()),
+            publish_at: patch.publish_at,
+            expires_at: patch.expires_at,
+            updated_at: Some(now),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = announcement_targets)]
-pub struct Target {
+pub struct TargetRow {
     pub announcement_id: i64,
     pub kind: String,
     pub value: String,
@@ -108,23 +118,9 @@ pub struct Target {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = receipts)]
-pub struct Receipt {
+pub struct ReceiptRow {
     pub announcement_id: i64,
     pub user_id: String,
     pub delivered_at: Option<i64>,
     pub read_at: Option<i64>,
-}
-
-/// An announcement with its audience resolved from the targets table.
-#[derive(Debug, Clone)]
-pub struct FullAnnouncement {
-    pub row: Announcement,
-    pub audience: Audience,
-}
-
-/// An announcement with a summary of its audience, for listings.
-#[derive(Debug, Clone)]
-pub struct SummarizedAnnouncement {
-    pub row: Announcement,
-    pub audience: AudienceSummary,
 }

@@ -1,11 +1,12 @@
 //! Delivery and read receipts, written in batches, and the counts and
 //! per-user views built on them (inbox, unread count, admin stats).
 
-use super::announcements::{current, visible_to};
 use super::audiences;
-use super::models::{Announcement, Receipt};
+use super::models::{self, AnnouncementRow, ReceiptRow};
 use super::schema::{announcements as a, receipts as r};
+use super::timeline::{current, visible_to};
 use super::{DbConn, DbError};
+use crate::domain::{Announcement, AnnouncementId, AudienceKind, Cursor};
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -23,7 +24,7 @@ pub enum ReceiptKind {
 /// the user's token and decide whether the user may receipt this id at all.
 #[derive(Debug, Clone)]
 pub struct ReceiptEvent {
-    pub announcement_id: i64,
+    pub announcement_id: AnnouncementId,
     pub user_id: String,
     pub groups: std::sync::Arc<[String]>,
     pub kind: ReceiptKind,
@@ -34,7 +35,7 @@ pub struct ReceiptEvent {
 pub struct BatchOutcome {
     pub accepted: usize,
     pub rejected: usize,
-    pub read: Vec<(i64, String)>,
+    pub read: Vec<(AnnouncementId, String)>,
 }
 
 /// Writes a batch of receipts in one transaction, ignoring receipts for
@@ -50,7 +51,7 @@ pub fn record(
     let allowed = allowed(conn, events, at)?;
 
     // announcement id → user → strongest receipt kind in this batch
-    let mut wanted: BTreeMap<i64, BTreeMap<&str, ReceiptKind>> = BTreeMap::new();
+    let mut wanted: BTreeMap<AnnouncementId, BTreeMap<&str, ReceiptKind>> = BTreeMap::new();
     let mut outcome = BatchOutcome::default();
     for (e, allowed) in events.iter().zip(allowed) {
         if !allowed {
@@ -68,51 +69,64 @@ pub fn record(
 
     conn.transaction(|conn| {
         for (&id, users) in &wanted {
-            let rows: Vec<Receipt> = users
-                .iter()
-                .map(|(user, kind)| Receipt {
-                    announcement_id: id,
-                    user_id: user.to_string(),
-                    delivered_at: Some(at),
-                    read_at: (*kind == ReceiptKind::Read).then_some(at),
-                })
-                .collect();
-            for chunk in rows.chunks(1_000) {
-                crate::insert_ignore!(conn, r::table, chunk)?;
-            }
-            let all: Vec<&str> = users.keys().copied().collect();
-            let readers: Vec<&str> = users
-                .iter()
-                .filter(|(_, k)| **k == ReceiptKind::Read)
-                .map(|(u, _)| *u)
-                .collect();
-            for chunk in all.chunks(1_000) {
-                diesel::update(
-                    r::table
-                        .filter(r::announcement_id.eq(id))
-                        .filter(r::user_id.eq_any(chunk))
-                        .filter(r::delivered_at.is_null()),
-                )
-                .set(r::delivered_at.eq(at))
-                .execute(conn)?;
-            }
-            for chunk in readers.chunks(1_000) {
-                diesel::update(
-                    r::table
-                        .filter(r::announcement_id.eq(id))
-                        .filter(r::user_id.eq_any(chunk))
-                        .filter(r::read_at.is_null()),
-                )
-                .set(r::read_at.eq(at))
-                .execute(conn)?;
-            }
+            let readers = write_one(conn, id, users, at)?;
             outcome
                 .read
-                .extend(readers.iter().map(|u| (id, u.to_string())));
+                .extend(readers.into_iter().map(|u| (id, u.to_string())));
         }
         Ok::<_, diesel::result::Error>(())
     })?;
     Ok(outcome)
+}
+
+/// Writes one announcement's receipts from `users` (user → strongest kind):
+/// inserts the rows that are missing, then sets delivered_at and read_at
+/// where they are still empty. Answers the users who read it.
+fn write_one<'u>(
+    conn: &mut DbConn,
+    id: AnnouncementId,
+    users: &BTreeMap<&'u str, ReceiptKind>,
+    at: i64,
+) -> Result<Vec<&'u str>, diesel::result::Error> {
+    let rows: Vec<ReceiptRow> = users
+        .iter()
+        .map(|(user, kind)| ReceiptRow {
+            announcement_id: id.0,
+            user_id: user.to_string(),
+            delivered_at: Some(at),
+            read_at: (*kind == ReceiptKind::Read).then_some(at),
+        })
+        .collect();
+    for chunk in rows.chunks(1_000) {
+        crate::insert_ignore!(conn, r::table, chunk)?;
+    }
+    let all: Vec<&str> = users.keys().copied().collect();
+    let readers: Vec<&str> = users
+        .iter()
+        .filter(|(_, k)| **k == ReceiptKind::Read)
+        .map(|(u, _)| *u)
+        .collect();
+    for chunk in all.chunks(1_000) {
+        diesel::update(
+            r::table
+                .filter(r::announcement_id.eq(id.0))
+                .filter(r::user_id.eq_any(chunk))
+                .filter(r::delivered_at.is_null()),
+        )
+        .set(r::delivered_at.eq(at))
+        .execute(conn)?;
+    }
+    for chunk in readers.chunks(1_000) {
+        diesel::update(
+            r::table
+                .filter(r::announcement_id.eq(id.0))
+                .filter(r::user_id.eq_any(chunk))
+                .filter(r::read_at.is_null()),
+        )
+        .set(r::read_at.eq(at))
+        .execute(conn)?;
+    }
+    Ok(readers)
 }
 
 /// For each event, whether its user may receipt that announcement: it is
@@ -122,36 +136,42 @@ pub fn record(
 /// users or ten thousand (loading whole audiences made a burst of acks cost
 /// seconds of CPU and hundreds of MB).
 fn allowed(conn: &mut DbConn, events: &[ReceiptEvent], at: i64) -> Result<Vec<bool>, DbError> {
-    let ids: BTreeSet<i64> = events.iter().map(|e| e.announcement_id).collect();
+    let ids: BTreeSet<i64> = events.iter().map(|e| e.announcement_id.0).collect();
     let ids: Vec<i64> = ids.into_iter().collect();
-    // announcement id → its audience column, for the current ones only
-    let mut open: HashMap<i64, String> = HashMap::new();
+    // announcement id → its audience kind, for the current ones only; an
+    // audience herald did not write lets no one in
+    let mut open: HashMap<AnnouncementId, AudienceKind> = HashMap::new();
     for chunk in ids.chunks(500) {
+        let found = a::table
+            .filter(a::id.eq_any(chunk))
+            .filter(current(at))
+            .select((a::id, a::audience))
+            .load::<(i64, String)>(conn)?;
         open.extend(
-            a::table
-                .filter(a::id.eq_any(chunk))
-                .filter(current(at))
-                .select((a::id, a::audience))
-                .load::<(i64, String)>(conn)?,
+            found.into_iter().filter_map(|(id, column)| {
+                Some((AnnouncementId(id), AudienceKind::parse(&column)?))
+            }),
         );
     }
     // announcement id → the user ids or group names this batch asks about
-    let mut asked: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+    let mut asked: BTreeMap<AnnouncementId, BTreeSet<&str>> = BTreeMap::new();
     for e in events {
         let values = asked.entry(e.announcement_id);
-        match open.get(&e.announcement_id).map(String::as_str) {
-            Some("users") => {
+        match open.get(&e.announcement_id) {
+            Some(AudienceKind::Users) => {
                 values.or_default().insert(e.user_id.as_str());
             }
-            Some("groups") => values
+            Some(AudienceKind::Groups) => values
                 .or_default()
                 .extend(e.groups.iter().map(String::as_str)),
             _ => {}
         }
     }
-    let mut members: HashMap<i64, HashSet<String>> = HashMap::new();
+    let mut members: HashMap<AnnouncementId, HashSet<String>> = HashMap::new();
     for (id, values) in asked {
-        let audience = open.get(&id).map_or("", String::as_str);
+        let Some(&audience) = open.get(&id) else {
+            continue;
+        };
         let values: Vec<&str> = values.into_iter().collect();
         members.insert(id, audiences::matching(conn, id, audience, &values)?);
     }
@@ -159,11 +179,13 @@ fn allowed(conn: &mut DbConn, events: &[ReceiptEvent], at: i64) -> Result<Vec<bo
         .iter()
         .map(|e| {
             let found = members.get(&e.announcement_id);
-            match open.get(&e.announcement_id).map(String::as_str) {
-                Some("all") => true,
-                Some("users") => found.is_some_and(|m| m.contains(&e.user_id)),
-                Some("groups") => found.is_some_and(|m| e.groups.iter().any(|g| m.contains(g))),
-                _ => false,
+            match open.get(&e.announcement_id) {
+                Some(AudienceKind::All) => true,
+                Some(AudienceKind::Users) => found.is_some_and(|m| m.contains(&e.user_id)),
+                Some(AudienceKind::Groups) => {
+                    found.is_some_and(|m| e.groups.iter().any(|g| m.contains(g)))
+                }
+                None => false,
             }
         })
         .collect())
@@ -193,13 +215,13 @@ pub fn inbox(
     user_id: &str,
     groups: &[String],
     unread_only: bool,
-    before: Option<i64>,
+    before: Option<Cursor>,
     limit: i64,
     now: i64,
 ) -> Result<Vec<InboxItem>, DbError> {
     let mut query = a::table
         .filter(visible_to(user_id, groups, now))
-        .select(Announcement::as_select())
+        .select(AnnouncementRow::as_select())
         .order(a::publish_cursor.desc())
         .limit(limit)
         .into_boxed::<Backend>();
@@ -207,10 +229,10 @@ pub fn inbox(
         query = query.filter(diesel::dsl::not(read_by(user_id)));
     }
     if let Some(before) = before {
-        query = query.filter(a::publish_cursor.lt(before));
+        query = query.filter(a::publish_cursor.lt(before.0));
     }
-    let rows = query.load(conn)?;
-    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let rows = models::announcements(query.load(conn)?);
+    let ids: Vec<i64> = rows.iter().map(|row| row.id.0).collect();
     let read: BTreeSet<i64> = r::table
         .filter(r::user_id.eq(user_id))
         .filter(r::announcement_id.eq_any(&ids))
@@ -222,7 +244,7 @@ pub fn inbox(
     Ok(rows
         .into_iter()
         .map(|announcement| InboxItem {
-            read: read.contains(&announcement.id),
+            read: read.contains(&announcement.id.0),
             announcement,
         })
         .collect())
@@ -234,12 +256,13 @@ pub fn unread_ids(
     user_id: &str,
     groups: &[String],
     now: i64,
-) -> Result<Vec<i64>, DbError> {
-    Ok(a::table
+) -> Result<Vec<AnnouncementId>, DbError> {
+    let ids = a::table
         .filter(visible_to(user_id, groups, now))
         .filter(diesel::dsl::not(read_by(user_id)))
         .select(a::id)
-        .load(conn)?)
+        .load(conn)?;
+    Ok(ids.into_iter().map(AnnouncementId).collect())
 }
 
 pub fn unread_count(
@@ -256,14 +279,14 @@ pub fn unread_count(
 }
 
 /// (delivered, read) counts for one announcement.
-pub fn counts(conn: &mut DbConn, id: i64) -> Result<(i64, i64), DbError> {
+pub fn counts(conn: &mut DbConn, id: AnnouncementId) -> Result<(i64, i64), DbError> {
     let delivered = r::table
-        .filter(r::announcement_id.eq(id))
+        .filter(r::announcement_id.eq(id.0))
         .filter(r::delivered_at.is_not_null())
         .count()
         .get_result(conn)?;
     let read = r::table
-        .filter(r::announcement_id.eq(id))
+        .filter(r::announcement_id.eq(id.0))
         .filter(r::read_at.is_not_null())
         .count()
         .get_result(conn)?;
@@ -271,14 +294,18 @@ pub fn counts(conn: &mut DbConn, id: i64) -> Result<(i64, i64), DbError> {
 }
 
 /// (delivered, read) counts for many announcements at once, for listings.
-pub fn counts_many(conn: &mut DbConn, ids: &[i64]) -> Result<HashMap<i64, (i64, i64)>, DbError> {
+pub fn counts_many(
+    conn: &mut DbConn,
+    ids: &[AnnouncementId],
+) -> Result<HashMap<AnnouncementId, (i64, i64)>, DbError> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
     let rows: Vec<(i64, Option<i64>, Option<i64>)> = r::table
         .filter(r::announcement_id.eq_any(ids))
         .select((r::announcement_id, r::delivered_at, r::read_at))
         .load(conn)?;
-    let mut out: HashMap<i64, (i64, i64)> = HashMap::new();
+    let mut out: HashMap<AnnouncementId, (i64, i64)> = HashMap::new();
     for (id, delivered, read) in rows {
-        let entry = out.entry(id).or_default();
+        let entry = out.entry(AnnouncementId(id)).or_default();
         entry.0 += i64::from(delivered.is_some());
         entry.1 += i64::from(read.is_some());
     }

@@ -292,11 +292,8 @@ impl AnnouncementDraft {
             .expires_at
             .as_deref()
             .and_then(|t| c.time("expires_at", t));
-        if let Some(exp) = expires_at {
-            if exp <= publish_at {
-                c.errors
-                    .push(FieldError::new("expires_at", "must be after publish_at"));
-            }
+        if expires_unseen(publish_at, expires_at) {
+            c.errors.push(expiry_error());
         }
         c.finish(AnnouncementDraft {
             title,
@@ -310,9 +307,46 @@ impl AnnouncementDraft {
     }
 }
 
+/// True when an announcement would expire at or before it publishes: the
+/// scheduler would publish it already expired, and it would reach no one.
+pub fn expires_unseen(publish_at: i64, expires_at: Option<i64>) -> bool {
+    expires_at.is_some_and(|exp| exp <= publish_at)
+}
+
+fn expiry_error() -> FieldError {
+    FieldError::new("expires_at", "must be after publish_at")
+}
+
 impl AnnouncementPatch {
-    /// Validates a patch; `current_publish_at` is checked against a new
-    /// expiry when only the expiry changes.
+    /// Checks the times the announcement would have once patched: the
+    /// patch's where it sets them, the stored `publish_at` and `expires_at`
+    /// where it does not. Each time in a patch can be fine alone and wrong
+    /// beside the stored other one, so this runs on the stored row, inside
+    /// the transaction that writes the patch.
+    pub fn check_times(&self, publish_at: i64, expires_at: Option<i64>) -> Result<(), FieldError> {
+        let publish_at = self.publish_at.unwrap_or(publish_at);
+        let expires_at = self.expires_at.unwrap_or(expires_at);
+        if expires_unseen(publish_at, expires_at) {
+            Err(self.times_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// What to answer when the patched times leave no moment to be seen:
+    /// blame the publish time when the patch moved only that, else the
+    /// expiry (also when the patch touched neither and the stored times
+    /// are already wrong).
+    pub fn times_error(&self) -> FieldError {
+        if self.publish_at.is_some() && self.expires_at.is_none() {
+            FieldError::new("publish_at", "must be before expires_at")
+        } else {
+            expiry_error()
+        }
+    }
+
+    /// Validates a patch on its own; its times are checked against the
+    /// stored ones by `check_times`.
     pub fn validate(
         input: &PatchInput,
         limits: &DraftLimits,
@@ -373,168 +407,4 @@ pub fn token_subject(user_id: &str, groups: &[String]) -> Result<String, Vec<Fie
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn input(json: serde_json::Value) -> CreateInput {
-        serde_json::from_value(json).expect("test input parses")
-    }
-
-    #[test]
-    fn minimal_draft_publishes_now_as_info() {
-        let d = AnnouncementDraft::validate(
-            &input(serde_json::json!({"title":" Hi ","content":"x","audience":{"all":true}})),
-            &DraftLimits::default(),
-            1_000,
-        )
-        .expect("valid");
-        assert_eq!(d.title, "Hi");
-        assert_eq!(d.level, Level::Info);
-        assert_eq!(d.publish_at, 1_000);
-        assert_eq!(d.audience, Audience::All);
-    }
-
-    #[test]
-    fn every_bad_field_is_reported() {
-        let errors = AnnouncementDraft::validate(
-            &input(serde_json::json!({
-                "title": "", "content": "x".repeat(20_001), "level": "loud",
-                "link": "javascript:alert(1)", "audience": {"users": []},
-                "publish_at": "soon"
-            })),
-            &DraftLimits::default(),
-            0,
-        )
-        .expect_err("invalid");
-        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "title",
-                "content",
-                "level",
-                "link",
-                "audience.users",
-                "publish_at"
-            ]
-        );
-    }
-
-    #[test]
-    fn audience_must_name_one_kind_within_limits() {
-        let limits = DraftLimits {
-            max_recipients: 2,
-            ..DraftLimits::default()
-        };
-        let two_kinds = input(serde_json::json!({"title":"t","content":"c",
-            "audience":{"all":true,"users":["a"]}}));
-        assert!(AnnouncementDraft::validate(&two_kinds, &limits, 0).is_err());
-        let too_many = input(serde_json::json!({"title":"t","content":"c",
-            "audience":{"users":["a","b","c"]}}));
-        let errors = AnnouncementDraft::validate(&too_many, &limits, 0).expect_err("too many");
-        assert_eq!(errors[0].field, "audience.users");
-        let dupes = input(serde_json::json!({"title":"t","content":"c",
-            "audience":{"groups":["b","a","b"]}}));
-        let d = AnnouncementDraft::validate(&dupes, &limits, 0).expect("dupes collapse");
-        assert_eq!(d.audience, Audience::Groups(vec!["a".into(), "b".into()]));
-    }
-
-    #[test]
-    fn expiry_must_follow_publish_time() {
-        let bad = input(
-            serde_json::json!({"title":"t","content":"c","audience":{"all":true},
-            "publish_at":"2030-01-01T00:00:00Z","expires_at":"2029-01-01T00:00:00Z"}),
-        );
-        let errors =
-            AnnouncementDraft::validate(&bad, &DraftLimits::default(), 0).expect_err("bad");
-        assert_eq!(errors[0].field, "expires_at");
-    }
-
-    #[test]
-    fn nul_is_refused_in_every_text_field() {
-        let nul = "a\u{0}b";
-        let cases = [
-            (serde_json::json!({"title": nul}), "title"),
-            (serde_json::json!({"content": nul}), "content"),
-            (serde_json::json!({"link": "/a\u{0}"}), "link"),
-            (
-                serde_json::json!({"audience": {"users": [nul]}}),
-                "audience.users",
-            ),
-            (
-                serde_json::json!({"audience": {"groups": ["ops", nul]}}),
-                "audience.groups",
-            ),
-        ];
-        for (change, field) in cases {
-            let mut json =
-                serde_json::json!({"title": "t", "content": "c", "audience": {"all": true}});
-            for (k, v) in change.as_object().expect("object") {
-                json[k] = v.clone();
-            }
-            let errors = AnnouncementDraft::validate(&input(json), &DraftLimits::default(), 0)
-                .expect_err("NUL refused");
-            assert_eq!(errors[0].field, field);
-            let patch: PatchInput = serde_json::from_value(change).expect("patch parses");
-            let errors = AnnouncementPatch::validate(&patch, &DraftLimits::default(), 0)
-                .expect_err("NUL refused in a patch");
-            assert_eq!(errors[0].field, field);
-        }
-        assert_eq!(
-            token_subject(" alice ", &["ops".into()]),
-            Ok("alice".into())
-        );
-        let fields = |r: Result<String, Vec<FieldError>>| -> Vec<String> {
-            r.expect_err("refused")
-                .into_iter()
-                .map(|e| e.field)
-                .collect()
-        };
-        assert_eq!(fields(token_subject(nul, &[])), ["user_id"]);
-        assert_eq!(fields(token_subject("alice", &[nul.into()])), ["groups"]);
-    }
-
-    fn link_errors(link: &str) -> Vec<FieldError> {
-        let json = serde_json::json!({"title": "t", "content": "c", "audience": {"all": true},
-            "link": link});
-        AnnouncementDraft::validate(&input(json), &DraftLimits::default(), 0)
-            .err()
-            .unwrap_or_default()
-    }
-
-    #[test]
-    fn links_that_browsers_read_as_another_site_are_refused() {
-        for link in [
-            "/\\evil.example",
-            "\\\\evil.example",
-            "\\/evil.example",
-            "//evil.example",
-            "/\t/evil.example",
-            "/\n/evil.example",
-            "/\r/evil.example",
-            "/\u{1}/evil.example",
-            "/\u{7f}evil",
-            "/ /evil.example",
-            "/\u{a0}/evil.example",
-            "https://good.example\\@evil.example",
-            "javascript:alert(1)",
-        ] {
-            let errors = link_errors(link);
-            assert_eq!(errors.len(), 1, "{link:?} was accepted");
-            assert_eq!(errors[0].field, "link");
-        }
-    }
-
-    #[test]
-    fn paths_and_http_urls_are_links() {
-        for link in [
-            "/news/1",
-            "/search?q=a%20b#top",
-            " /padded ",
-            "https://example.com/a?b=c",
-            "http://example.com",
-        ] {
-            assert_eq!(link_errors(link), [], "{link:?} was refused");
-        }
-    }
-}
+mod tests;

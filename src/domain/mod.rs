@@ -1,44 +1,20 @@
-//! herald's vocabulary without I/O: levels, audiences, announcement drafts
-//! and their validation, and the time format the API speaks.
+//! herald's vocabulary without I/O: announcements with their level, status
+//! and audience, drafts and their validation, and the time format the API
+//! speaks. Every layer above speaks these types; storage converts its rows
+//! into them.
 
+pub mod announcement;
 pub mod draft;
+pub mod ids;
 
+pub use announcement::{Announcement, FullAnnouncement, Level, Status, SummarizedAnnouncement};
 pub use draft::{AnnouncementDraft, AnnouncementPatch, DraftLimits, FieldError};
+pub use ids::{AnnouncementId, Cursor};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
 
 /// One open session (a tab), unique within a node.
 pub type SessionId = u64;
-
-/// How loudly an announcement asks for attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    #[default]
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Info => "info",
-            Level::Warning => "warning",
-            Level::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Level> {
-        match s {
-            "info" => Some(Level::Info),
-            "warning" => Some(Level::Warning),
-            "critical" => Some(Level::Critical),
-            _ => None,
-        }
-    }
-}
 
 /// Who receives an announcement. "all" and groups are resolved when a user
 /// connects or reads the inbox, so later users still find it.
@@ -49,12 +25,49 @@ pub enum Audience {
     Groups(Vec<String>),
 }
 
-impl Audience {
-    pub fn kind(&self) -> &'static str {
+/// Which of the three audiences an announcement has, without its values:
+/// what the announcement itself records, while the values are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudienceKind {
+    All,
+    Users,
+    Groups,
+}
+
+impl AudienceKind {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Audience::All => "all",
-            Audience::Users(_) => "users",
-            Audience::Groups(_) => "groups",
+            AudienceKind::All => "all",
+            AudienceKind::Users => "users",
+            AudienceKind::Groups => "groups",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AudienceKind> {
+        match s {
+            "all" => Some(AudienceKind::All),
+            "users" => Some(AudienceKind::Users),
+            "groups" => Some(AudienceKind::Groups),
+            _ => None,
+        }
+    }
+
+    /// The audience of this kind naming `values` ("all" names none).
+    pub fn with_values(self, values: Vec<String>) -> Audience {
+        match self {
+            AudienceKind::All => Audience::All,
+            AudienceKind::Users => Audience::Users(values),
+            AudienceKind::Groups => Audience::Groups(values),
+        }
+    }
+}
+
+impl Audience {
+    pub fn kind(&self) -> AudienceKind {
+        match self {
+            Audience::All => AudienceKind::All,
+            Audience::Users(_) => AudienceKind::Users,
+            Audience::Groups(_) => AudienceKind::Groups,
         }
     }
 

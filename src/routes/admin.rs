@@ -5,10 +5,12 @@
 use super::auth::AdminAuth;
 use crate::actors::messages::{GetPresence, GetUserSessions, Wake};
 use crate::db::announcements::{ChangeOutcome, WithdrawOutcome};
-use crate::db::models::{Announcement, FullAnnouncement, Status};
 use crate::db::{self};
 use crate::domain::draft::{CreateInput, PatchInput};
-use crate::domain::{rfc3339, AnnouncementDraft, AnnouncementPatch, AudienceSummary};
+use crate::domain::{
+    rfc3339, Announcement, AnnouncementDraft, AnnouncementId, AnnouncementPatch, AudienceSummary,
+    FullAnnouncement, Status,
+};
 use crate::error::AppError;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -40,17 +42,17 @@ pub fn view(a: &Announcement, audience: &AudienceSummary, counts: (i64, i64)) ->
         "id": a.id,
         "title": a.title,
         "content": a.content,
-        "level": a.level,
+        "level": a.level.as_str(),
         "link": a.link,
         "audience": audience.to_json(),
-        "status": a.status,
+        "status": a.status.as_str(),
         "publish_at": rfc3339(a.publish_at),
         "expires_at": a.expires_at.map(rfc3339),
         "created_at": rfc3339(a.created_at),
         "updated_at": rfc3339(a.updated_at),
         "published_at": a.published_at.map(rfc3339),
         "retracted_at": a.retracted_at.map(rfc3339),
-        "cursor": a.publish_cursor,
+        "cursor": a.cursor,
         "stats": {
             "targeted": a.targeted,
             "online_at_publish": a.online_at_publish,
@@ -62,11 +64,16 @@ pub fn view(a: &Announcement, audience: &AudienceSummary, counts: (i64, i64)) ->
 
 /// The view of an announcement just written, before any receipts.
 fn fresh_view(full: &FullAnnouncement) -> Value {
-    view(&full.row, &AudienceSummary::of(&full.audience), (0, 0))
+    view(
+        &full.announcement,
+        &AudienceSummary::of(&full.audience),
+        (0, 0),
+    )
 }
 
-fn parse_id(raw: &str) -> Result<i64, AppError> {
+fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
     raw.parse()
+        .map(AnnouncementId)
         .map_err(|_| AppError::NotFound(format!("announcement {raw}")))
 }
 
@@ -82,12 +89,13 @@ async fn create(
         db::announcements::insert(conn, &draft, now)
     })
     .await?;
-    tracing::info!(announcement_id = full.row.id, audience = full.audience.kind(), publish_at = %rfc3339(full.row.publish_at), "announcement created");
+    let a = &full.announcement;
+    tracing::info!(announcement_id = a.id.0, audience = full.audience.kind().as_str(), publish_at = %rfc3339(a.publish_at), "announcement created");
     state.scheduler.do_send(Wake {
-        publish_at: full.row.publish_at,
+        publish_at: a.publish_at,
     });
     Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/api/announcements/{}", full.row.id)))
+        .insert_header(("Location", format!("/api/announcements/{}", a.id)))
         .json(fresh_view(&full)))
 }
 
@@ -114,22 +122,22 @@ async fn list(
         })?),
     };
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
-    let before = query.before;
+    let before = query.before.map(AnnouncementId);
     let (items, counts) = db::run(&state.pool, move |conn| {
         let items = db::announcements::list(conn, status, before, limit)?;
-        let ids: Vec<i64> = items.iter().map(|f| f.row.id).collect();
+        let ids: Vec<AnnouncementId> = items.iter().map(|s| s.announcement.id).collect();
         let counts = db::receipts::counts_many(conn, &ids)?;
         Ok((items, counts))
     })
     .await?;
     let next_before = (items.len() as i64 == limit)
-        .then(|| items.last().map(|f| f.row.id))
+        .then(|| items.last().map(|s| s.announcement.id))
         .flatten();
     let items: Vec<Value> = items
         .iter()
-        .map(|f| {
-            let counts = counts.get(&f.row.id).copied().unwrap_or_default();
-            view(&f.row, &f.audience, counts)
+        .map(|s| {
+            let counts = counts.get(&s.announcement.id).copied().unwrap_or_default();
+            view(&s.announcement, &s.audience, counts)
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "items": items, "next_before": next_before })))
@@ -150,7 +158,7 @@ async fn get(
     )
     .await?;
     let (counts, found) = found.ok_or_else(|| AppError::NotFound(format!("announcement {id}")))?;
-    Ok(HttpResponse::Ok().json(view(&found.row, &found.audience, counts)))
+    Ok(HttpResponse::Ok().json(view(&found.announcement, &found.audience, counts)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,7 +203,7 @@ async fn audience(
         .flatten();
     Ok(HttpResponse::Ok().json(json!({
         "id": id,
-        "kind": kind,
+        "kind": kind.as_str(),
         "values": values,
         "next_after": next_after,
     })))
@@ -217,17 +225,13 @@ async fn patch(
     .await?;
     match outcome {
         ChangeOutcome::Changed(full) => {
-            if let Some(exp) = full.row.expires_at {
-                if exp <= full.row.publish_at {
-                    tracing::warn!(announcement_id = id, "patched expiry precedes publish time");
-                }
-            }
             state.scheduler.do_send(Wake {
-                publish_at: full.row.publish_at,
+                publish_at: full.announcement.publish_at,
             });
             Ok(HttpResponse::Ok().json(fresh_view(&full)))
         }
         ChangeOutcome::NotFound => Err(AppError::NotFound(format!("announcement {id}"))),
+        ChangeOutcome::Invalid(error) => Err(AppError::Validation(vec![error])),
         ChangeOutcome::NotScheduled(status) => Err(AppError::Conflict {
             code: "not_scheduled",
             message: format!(
@@ -252,11 +256,11 @@ async fn withdraw(
     let full = match outcome {
         WithdrawOutcome::NotFound => return Err(AppError::NotFound(format!("announcement {id}"))),
         WithdrawOutcome::Cancelled(full) => {
-            tracing::info!(announcement_id = id, "announcement cancelled");
+            tracing::info!(announcement_id = id.0, "announcement cancelled");
             full
         }
         WithdrawOutcome::Retracted(full) => {
-            tracing::info!(announcement_id = id, "announcement retracted");
+            tracing::info!(announcement_id = id.0, "announcement retracted");
             state.fanout.retracted(id, full.audience.clone());
             full
         }

@@ -5,6 +5,7 @@ use super::auth::UserAuth;
 use crate::actors::messages::{ReadSync, Record};
 use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::db::{self};
+use crate::domain::{AnnouncementId, Cursor};
 use crate::error::AppError;
 use crate::protocol::AnnouncementView;
 use crate::state::AppState;
@@ -36,7 +37,7 @@ async fn inbox(
 ) -> Result<HttpResponse, AppError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let unread_only = query.unread.unwrap_or(false);
-    let before = query.before;
+    let before = query.before.map(Cursor);
     let items = db::run(&state.pool, move |conn| {
         db::receipts::inbox(
             conn,
@@ -50,7 +51,7 @@ async fn inbox(
     })
     .await?;
     let next_before = (items.len() as i64 == limit)
-        .then(|| items.last().and_then(|i| i.announcement.publish_cursor))
+        .then(|| items.last().and_then(|i| i.announcement.cursor))
         .flatten();
     let items: Vec<serde_json::Value> = items
         .iter()
@@ -81,7 +82,7 @@ async fn mark_read(
     state: &AppState,
     user_id: String,
     groups: Vec<String>,
-    ids: Vec<i64>,
+    ids: Vec<AnnouncementId>,
 ) -> Result<usize, AppError> {
     let groups: Arc<[String]> = groups.into();
     let events: Vec<ReceiptEvent> = ids
@@ -97,7 +98,7 @@ async fn mark_read(
         db::receipts::record(conn, &events, db::now_ms())
     })
     .await?;
-    let ids: Vec<i64> = outcome.read.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<AnnouncementId> = outcome.read.iter().map(|(id, _)| *id).collect();
     if !ids.is_empty() {
         state.fanout.read(ReadSync {
             user_id,
@@ -113,8 +114,9 @@ async fn read_one(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id: i64 = path
+    let id = path
         .parse()
+        .map(AnnouncementId)
         .map_err(|_| AppError::NotFound(format!("announcement {path}")))?;
     let accepted = mark_read(&state, claims.sub, claims.groups, vec![id]).await?;
     if accepted == 0 {
@@ -145,9 +147,9 @@ async fn read_all(
 #[derive(Debug, Deserialize)]
 struct ReceiptsInput {
     #[serde(default)]
-    delivered: Vec<i64>,
+    delivered: Vec<AnnouncementId>,
     #[serde(default)]
-    read: Vec<i64>,
+    read: Vec<AnnouncementId>,
 }
 
 /// Receipts without a socket (an event-stream client): the same batching
@@ -167,7 +169,7 @@ async fn receipts(
         }
     }
     let groups: Arc<[String]> = claims.groups.into();
-    let receipt = |announcement_id: &i64, kind| ReceiptEvent {
+    let receipt = |announcement_id: &AnnouncementId, kind| ReceiptEvent {
         announcement_id: *announcement_id,
         user_id: claims.sub.clone(),
         groups: groups.clone(),

@@ -10,6 +10,7 @@ use crate::actors::session::effects::CoreParams;
 use crate::actors::session::sse::{Backlog, SseParams, SseSession, CHANNEL_EVENTS};
 use crate::actors::session::SessionDeps;
 use crate::auth::{Claims, TokenError};
+use crate::domain::Cursor;
 use crate::error::AppError;
 use crate::metrics::METRICS;
 use crate::state::AppState;
@@ -60,12 +61,13 @@ fn verify(state: &AppState, token: &str, user_id: Option<&str>) -> Result<Claims
 }
 
 /// Where the replay starts: `Last-Event-ID` when the browser sent one.
-fn since(req: &HttpRequest, query: &SseQuery) -> Option<i64> {
+fn since(req: &HttpRequest, query: &SseQuery) -> Option<Cursor> {
     req.headers()
         .get("Last-Event-ID")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .or_else(|| query.since.as_deref().and_then(|s| s.parse().ok()))
+        .map(Cursor)
 }
 
 async fn stream(
@@ -129,7 +131,7 @@ async fn stream(
 
 fn core_params(
     claims: &Claims,
-    since: Option<i64>,
+    since: Option<Cursor>,
     interval: std::time::Duration,
     settings: &crate::config::Settings,
 ) -> CoreParams {

@@ -7,6 +7,7 @@ use super::admission::admit;
 use super::frame_guard::FrameGuard;
 use crate::actors::session::{Rejected, Session, SessionParams};
 use crate::auth::{Claims, TokenError};
+use crate::domain::Cursor;
 use crate::metrics::METRICS;
 use crate::protocol::codes::{close, error};
 use crate::state::AppState;
@@ -133,7 +134,11 @@ async fn start(
         groups: claims.groups,
         token_exp: claims.exp,
         legacy,
-        since: query.since.as_deref().and_then(|s| s.parse().ok()),
+        since: query
+            .since
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .map(Cursor),
         interval,
         timeout: settings.timeout_for(interval),
         frames_per_second: settings.max_frames_per_second,

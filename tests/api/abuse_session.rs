@@ -108,9 +108,11 @@ async fn publish_directly(app: &TestApp, count: usize, content: &str) -> Vec<i64
         conn.transaction(|conn| {
             let mut ids = Vec::with_capacity(count);
             for _ in 0..count {
-                let id = herald::db::announcements::insert(conn, &draft, now)?.row.id;
+                let id = herald::db::announcements::insert(conn, &draft, now)?
+                    .announcement
+                    .id;
                 herald::db::announcements::claim(conn, id, now)?;
-                ids.push(id);
+                ids.push(id.0);
             }
             Ok(ids)
         })
@@ -354,7 +356,7 @@ async fn a_flush_waits_for_the_write_in_flight_and_writes_what_came_meanwhile() 
     assert_eq!(ws.next_of("announcement").await["data"]["id"], id);
     let receipt = |kind| Record {
         events: vec![ReceiptEvent {
-            announcement_id: id,
+            announcement_id: herald::domain::AnnouncementId(id),
             user_id: "alice".into(),
             groups: Vec::new().into(),
             kind,

@@ -4,6 +4,7 @@
 use crate::helpers::*;
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use herald::db::receipts::{record, BatchOutcome, ReceiptEvent, ReceiptKind};
+use herald::domain::AnnouncementId;
 use serde_json::{json, Value};
 
 fn id_of(v: &Value) -> i64 {
@@ -15,7 +16,7 @@ fn record_batch(app: &TestApp, batch: &[(i64, &str, &[&str], ReceiptKind)]) -> B
     let events: Vec<ReceiptEvent> = batch
         .iter()
         .map(|(id, user, groups, kind)| ReceiptEvent {
-            announcement_id: *id,
+            announcement_id: AnnouncementId(*id),
             user_id: user.to_string(),
             groups: groups
                 .iter()
@@ -239,7 +240,10 @@ async fn receipts_are_accepted_from_the_audience_only() {
         ],
     );
     assert_eq!((outcome.accepted, outcome.rejected), (4, 3));
-    assert_eq!(outcome.read, vec![(users, "bob".to_string())]);
+    assert_eq!(
+        outcome.read,
+        vec![(AnnouncementId(users), "bob".to_string())]
+    );
     let stats = &app.announcement(users).await["stats"];
     assert_eq!(
         (stats["delivered"].as_i64(), stats["read"].as_i64()),
@@ -379,8 +383,7 @@ async fn measure_large_audiences_postgres() {
 both_backends!(reschedule_between_due_and_claim_keeps_the_new_time);
 async fn reschedule_between_due_and_claim_keeps_the_new_time() {
     use herald::db::announcements::{claim, due, get, insert, update_scheduled, ChangeOutcome};
-    use herald::db::models::Status;
-    use herald::domain::{AnnouncementDraft, AnnouncementPatch, Audience, Level};
+    use herald::domain::{AnnouncementDraft, AnnouncementPatch, Audience, Level, Status};
     let db = TestDb::new();
     let pool = herald::db::connect(&db.url, 2, 5_000).expect("database");
     let mut conn = pool.get().expect("connection");
@@ -401,7 +404,10 @@ async fn reschedule_between_due_and_claim_keeps_the_new_time() {
     };
 
     // The tick found it due; the admin moves it a year ahead; the tick claims.
-    let id = insert(&mut conn, &draft, now).expect("insert").row.id;
+    let id = insert(&mut conn, &draft, now)
+        .expect("insert")
+        .announcement
+        .id;
     assert_eq!(due(&mut conn, now, 10).expect("due"), vec![id]);
     let patched = update_scheduled(&mut conn, id, &move_later, now).expect("patch");
     assert!(matches!(patched, ChangeOutcome::Changed(_)), "{patched:?}");
@@ -410,17 +416,112 @@ async fn reschedule_between_due_and_claim_keeps_the_new_time() {
         claimed.is_none(),
         "claimed after the reschedule: {claimed:?}"
     );
-    let row = get(&mut conn, id).expect("get").expect("row").row;
-    assert_eq!((row.status(), row.publish_at), (Status::Scheduled, later));
+    let stored = get(&mut conn, id).expect("get").expect("row").announcement;
+    assert_eq!(
+        (stored.status, stored.publish_at),
+        (Status::Scheduled, later)
+    );
 
     // The other order: the claim wins, and the patch is refused.
-    let id = insert(&mut conn, &draft, now).expect("insert").row.id;
+    let id = insert(&mut conn, &draft, now)
+        .expect("insert")
+        .announcement
+        .id;
     assert!(claim(&mut conn, id, now).expect("claim").is_some());
     let patched = update_scheduled(&mut conn, id, &move_later, now).expect("patch");
     assert!(
         matches!(patched, ChangeOutcome::NotScheduled(Status::Published)),
         "{patched:?}"
     );
+}
+
+/// Two admins patch one announcement at once: one moves the expiry
+/// earlier, the other the publish time later, each fine beside the time it
+/// read. The second must not commit a pair that reaches no one. PostgreSQL
+/// only: SQLite has one writer at a time, and a writer whose snapshot went
+/// stale meanwhile fails instead.
+#[test]
+fn a_patch_racing_a_patch_still_leaves_a_moment_to_be_seen() {
+    use diesel::Connection;
+    use herald::db::announcements::{get, insert, update_scheduled, ChangeOutcome};
+    use herald::db::schema::announcements as a;
+    use herald::domain::{AnnouncementDraft, AnnouncementPatch, Audience, Level};
+    let Some(base) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&base);
+    let pool = herald::db::connect(&db.url, 2, 5_000).expect("database");
+    let (now, hour) = (herald::db::now_ms(), 3_600_000);
+    let draft = AnnouncementDraft {
+        title: "t".into(),
+        content: "c".into(),
+        level: Level::Info,
+        link: None,
+        audience: Audience::All,
+        publish_at: now + hour,
+        expires_at: Some(now + 2 * hour),
+    };
+    let mut conn = pool.get().expect("connection");
+    let id = insert(&mut conn, &draft, now)
+        .expect("insert")
+        .announcement
+        .id;
+
+    // The first admin's change, its row lock held until the second admin's
+    // UPDATE waits on it (it read the row before this commits).
+    let (locked, holding) = std::sync::mpsc::channel();
+    let first = {
+        let (pool, url) = (pool.clone(), db.url.clone());
+        std::thread::spawn(move || {
+            let mut conn = pool.get().expect("connection");
+            conn.transaction(|conn| {
+                diesel::update(a::table.find(id.0))
+                    .set(a::expires_at.eq(Some(now + hour / 2)))
+                    .execute(conn)?;
+                locked.send(()).ok();
+                wait_for_a_lock_waiter(&url);
+                Ok::<_, diesel::result::Error>(())
+            })
+            .expect("the first patch");
+        })
+    };
+    holding.recv().expect("the first patch holds the row");
+    let later = AnnouncementPatch {
+        publish_at: Some(now + hour + hour / 2),
+        ..AnnouncementPatch::default()
+    };
+    let outcome = update_scheduled(&mut conn, id, &later, now).expect("the second patch");
+    first.join().expect("the first patch's thread");
+
+    assert!(
+        matches!(&outcome, ChangeOutcome::Invalid(e) if e.field == "publish_at"),
+        "{outcome:?}"
+    );
+    let stored = get(&mut conn, id).expect("get").expect("row").announcement;
+    assert_eq!(
+        (stored.publish_at, stored.expires_at),
+        (now + hour, Some(now + hour / 2))
+    );
+}
+
+/// Waits (a few seconds at most) until some session of the database at
+/// `url` is blocked on a lock.
+fn wait_for_a_lock_waiter(url: &str) {
+    use diesel::Connection;
+    let mut conn = diesel::PgConnection::establish(url).expect("observer");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let waiting: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock')",
+        ))
+        .get_result(&mut conn)
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 // ---- item 3: NUL bytes in text fields

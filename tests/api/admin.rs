@@ -252,3 +252,66 @@ async fn demo_pages_are_served_with_types() {
         .expect("request");
     assert_eq!(missing.status().as_u16(), 404);
 }
+
+both_backends!(patch_that_would_expire_before_publishing_gets_422_with_the_field);
+async fn patch_that_would_expire_before_publishing_gets_422_with_the_field() {
+    let app = spawn_app().await;
+    let now = herald::db::now_ms();
+    let at = |ms: i64| herald::domain::rfc3339(now + ms);
+    let hour = 3_600_000;
+    let created = app
+        .announce(
+            json!({"title": "t", "content": "c", "audience": {"all": true},
+            "publish_at": at(hour), "expires_at": at(2 * hour)}),
+        )
+        .await;
+    let id = created["id"].as_i64().expect("id");
+
+    // Each change alone is a valid time; merged with what is stored, the
+    // announcement would expire before (or as) it publishes: seen by no one.
+    let cases = [
+        (json!({"expires_at": at(hour / 2)}), "expires_at"),
+        (json!({"expires_at": at(hour)}), "expires_at"),
+        (json!({"publish_at": at(3 * hour)}), "publish_at"),
+        (json!({"publish_at": at(2 * hour)}), "publish_at"),
+        (
+            json!({"publish_at": at(3 * hour), "expires_at": at(3 * hour)}),
+            "expires_at",
+        ),
+    ];
+    for (change, field) in cases {
+        let res = app
+            .admin_patch(&format!("/api/announcements/{id}"), &change)
+            .await;
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 422, "{change}: {body}");
+        assert_eq!(
+            body["error"]["code"], "validation_failed",
+            "{change}: {body}"
+        );
+        assert_eq!(body["error"]["field"], field, "{change}: {body}");
+    }
+    let stored = app.announcement(id).await;
+    assert_eq!(
+        (&stored["publish_at"], &stored["expires_at"]),
+        (&created["publish_at"], &created["expires_at"]),
+        "a refused patch changes nothing"
+    );
+
+    // Moves that keep the announcement visible for a while are still taken.
+    let later = app
+        .admin_patch(
+            &format!("/api/announcements/{id}"),
+            &json!({"publish_at": at(hour + hour / 2)}),
+        )
+        .await;
+    assert_eq!(later.status().as_u16(), 200);
+    let both = app
+        .admin_patch(
+            &format!("/api/announcements/{id}"),
+            &json!({"publish_at": at(3 * hour), "expires_at": at(4 * hour)}),
+        )
+        .await;
+    assert_eq!(both.status().as_u16(), 200);
+}

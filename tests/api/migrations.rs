@@ -19,13 +19,13 @@ async fn migrations_go_up_down_and_up_again() {
         .expect("every migration goes down");
     assert!(!reverted.is_empty());
     assert!(
-        db::announcements::latest_cursor(&mut conn).is_err(),
+        db::timeline::latest_cursor(&mut conn).is_err(),
         "the tables are gone after down"
     );
     db::migrate(&mut conn).expect("and up again");
     assert_eq!(
-        db::announcements::latest_cursor(&mut conn).expect("the schema works"),
-        0
+        db::timeline::latest_cursor(&mut conn).expect("the schema works"),
+        herald::domain::Cursor(0)
     );
     drop(conn);
     drop(pool);

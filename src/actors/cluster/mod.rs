@@ -107,7 +107,7 @@ pub async fn start(
             .await
             .map_err(|e| DbError::Blocking(e.to_string()))??
     };
-    let last_cursor = db::run(&pool, db::announcements::latest_cursor).await?;
+    let last_cursor = db::run(&pool, db::timeline::latest_cursor).await?;
     let handle = ClusterHandle {
         node: node_id.clone(),
         pool: pool.clone(),
@@ -126,19 +126,20 @@ pub async fn start(
         .name(format!("herald-listener-{node_id}"))
         .spawn(move || listener.run(conn))
         .map_err(|e| DbError::Blocking(e.to_string()))?;
-    tracing::info!(node = %node_id, cursor = last_cursor, "cluster node listening on PostgreSQL");
+    tracing::info!(node = %node_id, cursor = last_cursor.0, "cluster node listening on PostgreSQL");
     Ok(handle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AnnouncementId;
 
     #[test]
     fn a_full_read_chunk_fits_in_a_notification() {
         let msg = ReadSync {
             user_id: "u".repeat(200),
-            ids: vec![i64::MAX; READ_IDS_PER_NOTIFY * 2],
+            ids: vec![AnnouncementId(i64::MAX); READ_IDS_PER_NOTIFY * 2],
             except: Some(u64::MAX),
         };
         let events = read_events(&msg, "ffffffff");

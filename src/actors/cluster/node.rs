@@ -6,9 +6,8 @@ use crate::actors::delivery::{deliver, record_online};
 use crate::actors::messages::{ReadSync, Retract};
 use crate::actors::registry::Registry;
 use crate::db::events::Event;
-use crate::db::models::FullAnnouncement;
 use crate::db::{self, DbConn, DbError, DbPool};
-use crate::domain::Audience;
+use crate::domain::{AnnouncementId, Audience, Cursor, FullAnnouncement};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ pub struct Node {
     pool: DbPool,
     registry: Addr<Registry>,
     node_id: Arc<str>,
-    last_cursor: i64,
+    last_cursor: Cursor,
 }
 
 impl Node {
@@ -28,7 +27,7 @@ impl Node {
         pool: DbPool,
         registry: Addr<Registry>,
         node_id: Arc<str>,
-        last_cursor: i64,
+        last_cursor: Cursor,
     ) -> Node {
         Node {
             pool,
@@ -63,13 +62,16 @@ pub struct CatchUp {
 /// What to hand the registry, in order.
 enum Step {
     Publish(Box<FullAnnouncement>),
-    Retract { id: i64, audience: Audience },
+    Retract {
+        id: AnnouncementId,
+        audience: Audience,
+    },
     Read(ReadSync),
 }
 
 struct Plan {
     steps: Vec<Step>,
-    last_cursor: i64,
+    last_cursor: Cursor,
 }
 
 impl Handler<Notified> for Node {
@@ -111,7 +113,7 @@ impl Node {
             for step in plan.steps {
                 match step {
                     Step::Publish(full) => {
-                        let id = full.row.id;
+                        let id = full.announcement.id;
                         online.push((id, deliver(&registry, *full).await));
                     }
                     Step::Retract { id, audience } => registry.do_send(Retract { id, audience }),
@@ -139,7 +141,7 @@ impl Node {
 /// `after` were delivered already; a gap below a new cursor is loaded too.
 fn plan_events(
     conn: &mut DbConn,
-    after: i64,
+    after: Cursor,
     events: Vec<Event>,
     node_id: &str,
 ) -> Result<Plan, DbError> {
@@ -147,7 +149,7 @@ fn plan_events(
         steps: Vec::new(),
         last_cursor: after,
     };
-    let mut publish_upto: Option<i64> = None;
+    let mut publish_upto: Option<Cursor> = None;
     for event in events {
         if let Event::Published { cursor, .. } = event {
             publish_upto = Some(publish_upto.map_or(cursor, |u| u.max(cursor)));
@@ -184,38 +186,38 @@ fn plan_events(
 /// Everything past the last delivered cursor, and recent retracts.
 fn plan_catch_up(
     conn: &mut DbConn,
-    after: i64,
+    after: Cursor,
     retracts_since: Option<i64>,
 ) -> Result<Plan, DbError> {
     let mut plan = Plan {
         steps: Vec::new(),
         last_cursor: after,
     };
-    let upto = db::announcements::latest_cursor(conn)?;
+    let upto = db::timeline::latest_cursor(conn)?;
     load_publishes(conn, &mut plan, Some(upto))?;
     if let Some(since) = retracts_since {
-        for full in db::announcements::retracted_since(conn, since, upto)? {
+        for full in db::timeline::retracted_since(conn, since, upto)? {
             plan.steps.push(Step::Retract {
-                id: full.row.id,
+                id: full.announcement.id,
                 audience: full.audience,
             });
         }
     }
     if plan.last_cursor > after {
         tracing::info!(
-            from = after + 1,
-            to = plan.last_cursor,
+            from = after.0 + 1,
+            to = plan.last_cursor.0,
             "cluster caught up from the table"
         );
     }
     Ok(plan)
 }
 
-fn load_publishes(conn: &mut DbConn, plan: &mut Plan, upto: Option<i64>) -> Result<(), DbError> {
+fn load_publishes(conn: &mut DbConn, plan: &mut Plan, upto: Option<Cursor>) -> Result<(), DbError> {
     let Some(upto) = upto.filter(|u| *u > plan.last_cursor) else {
         return Ok(());
     };
-    for full in db::announcements::with_cursor_between(conn, plan.last_cursor, upto)? {
+    for full in db::timeline::with_cursor_between(conn, plan.last_cursor, upto)? {
         plan.steps.push(Step::Publish(Box::new(full)));
     }
     plan.last_cursor = upto;

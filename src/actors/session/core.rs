@@ -14,6 +14,7 @@ pub use super::effects::{CoreParams, Effect, Effects, Fragment, Load, Opening, R
 use crate::actors::messages::{Prepared, Push, SessionId};
 use crate::auth::{now_secs, Claims, TokenKeys};
 use crate::db::receipts::ReceiptKind;
+use crate::domain::{AnnouncementId, Cursor};
 use crate::limits::FrameLimiter;
 use crate::protocol::codes::{close, error};
 use crate::protocol::{self, ClientFrame};
@@ -41,14 +42,14 @@ pub struct SessionCore {
     groups: Arc<[String]>,
     legacy: bool,
     token_exp: u64,
-    since: Option<i64>,
+    since: Option<Cursor>,
     heartbeat_ms: u64,
     phase: Phase,
     welcomed: bool,
-    pending_sync: Option<i64>,
+    pending_sync: Option<Cursor>,
     /// The highest cursor a catch-up covered: a live announcement at or
     /// below it was replayed already (or is not for this user).
-    replayed_up_to: i64,
+    replayed_up_to: Cursor,
     limiter: FrameLimiter,
     strikes: u32,
     fragments: Option<Fragments>,
@@ -68,7 +69,7 @@ impl SessionCore {
             phase: Phase::CatchingUp(Vec::new()),
             welcomed: false,
             pending_sync: None,
-            replayed_up_to: 0,
+            replayed_up_to: Cursor::default(),
             limiter: FrameLimiter::new(p.frames_per_second),
             strikes: 0,
             fragments: None,
@@ -110,7 +111,13 @@ impl SessionCore {
     }
 
     /// The opening loaded for a catch-up after `since`.
-    pub fn opened(&mut self, since: Option<i64>, opening: Opening, now_ms: i64, out: &mut Effects) {
+    pub fn opened(
+        &mut self,
+        since: Option<Cursor>,
+        opening: Opening,
+        now_ms: i64,
+        out: &mut Effects,
+    ) {
         // The client has everything up to its `since`, but only as far as
         // this server has handed out cursors: a stale cursor from a reset
         // database must not hide new announcements.
@@ -137,7 +144,7 @@ impl SessionCore {
     }
 
     /// A replay page loaded; `upto` is where this replay ends.
-    pub fn paged(&mut self, page: ReplayPage, upto: i64, out: &mut Effects) {
+    pub fn paged(&mut self, page: ReplayPage, upto: Cursor, out: &mut Effects) {
         let mut last = None;
         for (cursor, frame) in page.frames {
             last = Some(cursor);
@@ -177,7 +184,7 @@ impl SessionCore {
         }
     }
 
-    fn sync(&mut self, since: i64, out: &mut Effects) {
+    fn sync(&mut self, since: Cursor, out: &mut Effects) {
         match self.phase {
             Phase::Live => {
                 self.phase = Phase::CatchingUp(Vec::new());
@@ -324,7 +331,7 @@ impl SessionCore {
         }
     }
 
-    fn record(&self, ids: Vec<i64>, kind: ReceiptKind, out: &mut Effects) {
+    fn record(&self, ids: Vec<AnnouncementId>, kind: ReceiptKind, out: &mut Effects) {
         if !ids.is_empty() {
             out.push(Effect::Record(ids, kind));
         }

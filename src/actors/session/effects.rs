@@ -3,6 +3,7 @@
 
 use crate::actors::messages::SessionId;
 use crate::db::receipts::ReceiptKind;
+use crate::domain::{AnnouncementId, Cursor};
 use bytestring::ByteString;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ pub enum Effect {
     /// Close with this code and reason, after what was sent before.
     Close(u16, String),
     /// Record these receipts.
-    Record(Vec<i64>, ReceiptKind),
+    Record(Vec<AnnouncementId>, ReceiptKind),
     /// The session's groups changed: the registry must route by these.
     Regroup(Arc<[String]>),
     /// Load something, then call `opened` or `paged` (or `load_failed`).
@@ -33,23 +34,23 @@ pub enum Effect {
 pub enum Load {
     /// The opening: newest cursor, unread count (when `first`) and the first
     /// page of the replay after `since` (none without one).
-    Open { since: Option<i64>, first: bool },
+    Open { since: Option<Cursor>, first: bool },
     /// The replay page after `after`, up to `upto`.
-    Page { after: i64, upto: i64 },
+    Page { after: Cursor, upto: Cursor },
 }
 
 /// Announcement frames of one replay page, oldest first, with their cursors;
 /// `more` when rows past the last one may still be due.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplayPage {
-    pub frames: Vec<(i64, String)>,
+    pub frames: Vec<(Cursor, String)>,
     pub more: bool,
 }
 
 /// What an opening load found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Opening {
-    pub cursor: i64,
+    pub cursor: Cursor,
     pub unread: i64,
     pub page: ReplayPage,
 }
@@ -70,7 +71,7 @@ pub struct CoreParams {
     pub token_exp: u64,
     /// Seed-style URL: no welcome, legacy announcement and pong shapes.
     pub legacy: bool,
-    pub since: Option<i64>,
+    pub since: Option<Cursor>,
     pub heartbeat_ms: u64,
     pub frames_per_second: u32,
     pub max_frame_bytes: usize,

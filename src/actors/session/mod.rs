@@ -15,6 +15,7 @@ use super::receipts::ReceiptWriter;
 use super::registry::Registry;
 use crate::auth::TokenKeys;
 use crate::db::receipts::ReceiptEvent;
+use crate::domain::{AnnouncementId, Cursor};
 use crate::metrics::METRICS;
 use crate::protocol;
 use crate::protocol::codes::close;
@@ -57,7 +58,7 @@ pub struct SessionParams {
     pub token_exp: u64,
     /// Seed-style URL: no welcome, legacy announcement and pong shapes.
     pub legacy: bool,
-    pub since: Option<i64>,
+    pub since: Option<Cursor>,
     pub interval: Duration,
     pub timeout: Duration,
     /// Client frames per second allowed on average; bursts of twice that.
@@ -245,7 +246,7 @@ impl Session {
             .wait(ctx);
     }
 
-    fn record(&self, ids: Vec<i64>, kind: crate::db::receipts::ReceiptKind) {
+    fn record(&self, ids: Vec<AnnouncementId>, kind: crate::db::receipts::ReceiptKind) {
         let events = ids
             .into_iter()
             .map(|announcement_id| ReceiptEvent {

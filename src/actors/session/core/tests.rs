@@ -16,7 +16,7 @@ fn core_with(legacy: bool, groups: &[&str]) -> SessionCore {
             .into(),
         token_exp: now_secs() + 3600,
         legacy,
-        since: Some(0),
+        since: Some(Cursor(0)),
         heartbeat_ms: 25_000,
         frames_per_second: 20,
         max_frame_bytes: 1_000,
@@ -33,8 +33,8 @@ fn keys() -> TokenKeys {
 
 fn announcement(id: i64, cursor: i64) -> Push {
     Push::Announcement(Arc::new(Prepared {
-        id,
-        cursor,
+        id: AnnouncementId(id),
+        cursor: Cursor(cursor),
         v1: format!(r#"{{"type":"announcement","data":{{"id":{id}}}}}"#).into(),
         legacy: format!(r#"{{"type":"announcement","id":{id}}}"#).into(),
     }))
@@ -46,7 +46,7 @@ fn page(cursors: &[i64], more: bool) -> ReplayPage {
             .iter()
             .map(|c| {
                 (
-                    *c,
+                    Cursor(*c),
                     format!(r#"{{"type":"announcement","data":{{"id":{c}}}}}"#),
                 )
             })
@@ -87,11 +87,11 @@ fn live_at(cursor: i64) -> SessionCore {
     let mut out = Effects::new();
     core.registered(&mut out);
     let opening = Opening {
-        cursor,
+        cursor: Cursor(cursor),
         unread: 0,
         page: ReplayPage::default(),
     };
-    core.opened(Some(0), opening, 0, &mut out);
+    core.opened(Some(Cursor(0)), opening, 0, &mut out);
     core
 }
 
@@ -103,17 +103,17 @@ fn registration_loads_the_opening_then_welcomes_and_replays() {
     assert_eq!(
         out[..],
         [Effect::Load(Load::Open {
-            since: Some(0),
+            since: Some(Cursor(0)),
             first: true
         })]
     );
     out.clear();
     let opening = Opening {
-        cursor: 2,
+        cursor: Cursor(2),
         unread: 2,
         page: page(&[1, 2], false),
     };
-    core.opened(Some(0), opening, 0, &mut out);
+    core.opened(Some(Cursor(0)), opening, 0, &mut out);
     assert_eq!(kinds(&out), ["welcome", "announcement", "announcement"]);
     assert_eq!(sent(&out)[0]["data"]["unread"], 2);
 }
@@ -122,7 +122,7 @@ fn registration_loads_the_opening_then_welcomes_and_replays() {
 fn legacy_sessions_get_no_welcome() {
     let mut core = core_with(true, &[]);
     let mut out = Effects::new();
-    core.opened(Some(0), Opening::default(), 0, &mut out);
+    core.opened(Some(Cursor(0)), Opening::default(), 0, &mut out);
     assert!(kinds(&out).is_empty());
 }
 
@@ -133,14 +133,17 @@ fn pushes_during_the_catch_up_wait_and_keep_their_order() {
     core.registered(&mut out);
     out.clear();
     core.on_push(announcement(3, 3), &mut out);
-    core.on_push(Push::Frame(protocol::retract(2).into()), &mut out);
+    core.on_push(
+        Push::Frame(protocol::retract(AnnouncementId(2)).into()),
+        &mut out,
+    );
     assert!(out.is_empty(), "nothing is sent before the replay");
     let opening = Opening {
-        cursor: 2,
+        cursor: Cursor(2),
         unread: 0,
         page: page(&[1, 2], false),
     };
-    core.opened(Some(0), opening, 0, &mut out);
+    core.opened(Some(Cursor(0)), opening, 0, &mut out);
     let frames = sent(&out);
     let order: Vec<(String, i64)> = frames
         .iter()
@@ -181,11 +184,11 @@ fn a_live_copy_of_a_replayed_announcement_is_dropped_by_cursor() {
     core.on_push(announcement(2, 2), &mut out);
     out.clear();
     let opening = Opening {
-        cursor: 2,
+        cursor: Cursor(2),
         unread: 0,
         page: page(&[1, 2], false),
     };
-    core.opened(Some(0), opening, 0, &mut out);
+    core.opened(Some(Cursor(0)), opening, 0, &mut out);
     core.on_push(announcement(3, 3), &mut out);
     let ids: Vec<i64> = sent(&out)
         .iter()
@@ -200,9 +203,9 @@ fn the_replay_pages_up_to_the_opening_cursor() {
     let mut core = core();
     let mut out = Effects::new();
     core.opened(
-        Some(0),
+        Some(Cursor(0)),
         Opening {
-            cursor: 9,
+            cursor: Cursor(9),
             unread: 0,
             page: page(&[1, 2], true),
         },
@@ -211,12 +214,15 @@ fn the_replay_pages_up_to_the_opening_cursor() {
     );
     assert_eq!(
         out.last(),
-        Some(&Effect::Load(Load::Page { after: 2, upto: 9 }))
+        Some(&Effect::Load(Load::Page {
+            after: Cursor(2),
+            upto: Cursor(9)
+        }))
     );
     out.clear();
     core.on_push(announcement(10, 10), &mut out);
     assert!(out.is_empty(), "still catching up");
-    core.paged(page(&[5], false), 9, &mut out);
+    core.paged(page(&[5], false), Cursor(9), &mut out);
     // 9 was covered (nothing more for this user up to it); 10 is live.
     core.on_push(announcement(8, 8), &mut out);
     let ids: Vec<i64> = sent(&out)
@@ -234,11 +240,11 @@ fn a_sync_during_the_catch_up_runs_after_it_from_the_lowest_cursor() {
     core.on_text(r#"{"type":"sync","data":{"since":5}}"#, &keys(), &mut out);
     core.on_text(r#"{"type":"sync","data":{"since":3}}"#, &keys(), &mut out);
     out.clear();
-    core.opened(Some(0), Opening::default(), 0, &mut out);
+    core.opened(Some(Cursor(0)), Opening::default(), 0, &mut out);
     assert_eq!(
         out.last(),
         Some(&Effect::Load(Load::Open {
-            since: Some(3),
+            since: Some(Cursor(3)),
             first: false
         }))
     );
