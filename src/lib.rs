@@ -4,6 +4,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod domain;

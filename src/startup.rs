@@ -61,6 +61,16 @@ pub fn load_secrets(pool: &DbPool, settings: &Settings) -> Result<Secrets, db::D
     })
 }
 
+/// Whether start-up brings the database schema up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Apply pending migrations first (plain `herald` and `herald serve`).
+    Migrate,
+    /// Leave the schema alone (`herald serve --no-migrate`, after a
+    /// separate `herald migrate`).
+    AsIs,
+}
+
 /// A built, bound, not yet running herald.
 pub struct Application {
     port: u16,
@@ -73,13 +83,21 @@ impl Application {
     /// Connects, migrates, starts the actors and binds. Call inside an
     /// actix system (`#[actix_web::main]` or `#[actix_web::test]`).
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        Application::build_with(settings, Schema::Migrate).await
+    }
+
+    /// As `build`, migrating or not.
+    pub async fn build_with(settings: Settings, schema: Schema) -> Result<Application, StartError> {
         settings.validate().map_err(StartError::Settings)?;
         let settings = Arc::new(settings);
         let url = settings.database_url.clone();
         let (pool_size, busy) = (settings.db_pool_size, settings.db_busy_timeout_ms);
-        let pool = actix_web::rt::task::spawn_blocking(move || db::connect(&url, pool_size, busy))
-            .await
-            .map_err(|e| db::DbError::Blocking(e.to_string()))??;
+        let pool = actix_web::rt::task::spawn_blocking(move || match schema {
+            Schema::Migrate => db::connect(&url, pool_size, busy),
+            Schema::AsIs => db::open(&url, pool_size, busy),
+        })
+        .await
+        .map_err(|e| db::DbError::Blocking(e.to_string()))??;
         let secrets = {
             let (pool, settings) = (pool.clone(), settings.clone());
             actix_web::rt::task::spawn_blocking(move || load_secrets(&pool, &settings))

@@ -10,6 +10,7 @@ mod cluster;
 mod delivery;
 mod hardening;
 mod migrations;
+mod operations;
 mod raw_ws;
 mod restart;
 mod resume;
