@@ -317,7 +317,8 @@ fn serve(
                     .error_handler(routes::json_error),
             )
             .app_data(web::QueryConfig::default().error_handler(routes::query_error))
-            .wrap(actix_web::middleware::from_fn(log_request))
+            // The request id, span and log line around everything.
+            .wrap(actix_web::middleware::from_fn(routes::middleware::observe))
             .configure(routes::configure)
     })
     .on_connect(move |conn, _| {
@@ -338,23 +339,4 @@ fn serve(
         .listen(listener)
         .map_err(|source| StartError::Bind { addr, source })?
         .run())
-}
-
-/// Logs each request with its outcome; server errors at warn level.
-async fn log_request(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_string();
-    let res = next.call(req).await?;
-    let status = res.status().as_u16();
-    let ms = started.elapsed().as_millis() as u64;
-    if status >= 500 {
-        tracing::warn!(%method, ?path, status, ms, "request failed");
-    } else {
-        tracing::debug!(%method, ?path, status, ms, "request");
-    }
-    Ok(res)
 }

@@ -9,7 +9,7 @@ mod load;
 pub use load::{load, LoadError, Loaded};
 
 use crate::domain::DraftLimits;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +61,16 @@ pub enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+}
+
+/// How log lines are written to standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// Every setting. The field names are the clap argument ids and the file's
@@ -273,6 +283,10 @@ pub struct Settings {
         default_value_t = 10
     )]
     pub shutdown_grace: u64,
+
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, global = true, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 impl Settings {

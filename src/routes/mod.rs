@@ -6,6 +6,7 @@ pub mod auth;
 pub mod frame_guard;
 pub mod health;
 pub mod me;
+pub mod middleware;
 pub mod static_files;
 pub mod ws;
 

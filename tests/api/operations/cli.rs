@@ -73,6 +73,7 @@ fn a_bad_file_stops_herald_naming_the_key_and_the_file() {
             "heartbeat_intervall",
         ),
         ("max_frame_bytes = \"lots\"\n", "max_frame_bytes"),
+        ("log_format = \"xml\"\n", "log_format"),
     ] {
         let file = dir.path().join(format!("{key}.toml"));
         std::fs::write(&file, content).expect("write");

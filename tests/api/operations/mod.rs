@@ -1,8 +1,10 @@
 //! Operating herald (issue 15): the config file and its precedence, the
 //! subcommands (`config`, `migrate`, `serve --no-migrate`, `healthcheck`,
-//! `completions`). The command-line tests run the real binary.
+//! `completions`), JSON logs and request ids. The command-line tests run
+//! the real binary.
 
 mod cli;
+mod http;
 
 use std::path::Path;
 use std::process::{Command, Output};
