@@ -317,7 +317,13 @@ fn serve(
                     .error_handler(routes::json_error),
             )
             .app_data(web::QueryConfig::default().error_handler(routes::query_error))
-            // The request id, span and log line around everything.
+            // Innermost first: streams opt out of compression, then
+            // compression, then the request id, span and log line around
+            // everything (so they see the final status).
+            .wrap(actix_web::middleware::from_fn(
+                routes::middleware::keep_streams_uncompressed,
+            ))
+            .wrap(actix_web::middleware::Compress::default())
             .wrap(actix_web::middleware::from_fn(routes::middleware::observe))
             .configure(routes::configure)
     })

@@ -1,10 +1,12 @@
 //! What wraps every request: `observe` gives it an id (echoed in
 //! `X-Request-Id`), a tracing span that puts the id on each of the
-//! request's log lines, and one log line at the end.
+//! request's log lines, and one log line at the end;
+//! `keep_streams_uncompressed` keeps event streams out of the compression
+//! middleware.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -82,10 +84,35 @@ fn log(status: u16, route: &str, elapsed: Duration) {
     }
 }
 
+/// Marks `text/event-stream` responses `Content-Encoding: identity`, which
+/// actix's `Compress` leaves alone: a compressor holds events back until
+/// its buffer fills, and a stream's events must leave as they happen. (The
+/// WebSocket upgrade needs no mark: `Compress` never encodes a 101.)
+pub async fn keep_streams_uncompressed(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let is_stream = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    if is_stream && !res.headers().contains_key(header::CONTENT_ENCODING) {
+        res.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+    Ok(res)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test::TestRequest;
+    use actix_web::middleware::{from_fn, Compress};
+    use actix_web::test::{call_service, init_service, read_body, TestRequest};
+    use actix_web::{web, App, HttpResponse};
 
     fn with_id(id: &str) -> ServiceRequest {
         TestRequest::default()
@@ -105,5 +132,54 @@ mod tests {
         }
         let fresh = request_id(&TestRequest::default().to_srv_request());
         assert!(fresh.bytes().all(|b| b.is_ascii_hexdigit()), "{fresh}");
+    }
+
+    #[actix_web::test]
+    async fn event_streams_are_never_compressed() {
+        let app = init_service(
+            App::new()
+                .wrap(from_fn(keep_streams_uncompressed))
+                .wrap(Compress::default())
+                .route(
+                    "/events",
+                    web::get().to(|| async {
+                        HttpResponse::Ok()
+                            .content_type("text/event-stream")
+                            .body("data: x\n\n".repeat(500))
+                    }),
+                )
+                .route(
+                    "/json",
+                    web::get().to(|| async {
+                        HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body("[1]".repeat(500))
+                    }),
+                ),
+        )
+        .await;
+        let get = |path: &str| {
+            TestRequest::get()
+                .uri(path)
+                .insert_header((header::ACCEPT_ENCODING, "gzip, br"))
+                .to_request()
+        };
+        let events = call_service(&app, get("/events")).await;
+        assert_eq!(
+            events
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .expect("marked"),
+            "identity"
+        );
+        let body = read_body(events).await;
+        assert!(body.starts_with(b"data: x"));
+        let json = call_service(&app, get("/json")).await;
+        assert_eq!(
+            json.headers()
+                .get(header::CONTENT_ENCODING)
+                .expect("compressed"),
+            "br"
+        );
     }
 }

@@ -1,9 +1,49 @@
 //! What every HTTP response gets: an `X-Request-Id` that the request's log
-//! lines carry (JSON logs, one object per line).
+//! lines carry (JSON logs, one object per line), and compression when
+//! asked for (never on the WebSocket upgrade).
 
 use crate::helpers::*;
 use serde_json::{json, Value};
+use std::io::Read;
 use std::time::Duration;
+
+const GZIP: &str = "gzip";
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+fn unbrotli(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::Decompressor::new(bytes, 4096)
+        .read_to_end(&mut out)
+        .expect("valid brotli");
+    out
+}
+
+/// GET with an `Accept-Encoding`; the status, `Content-Encoding` and raw body.
+async fn get_encoded(app: &TestApp, path: &str, accept: Option<&str>) -> (u16, String, Vec<u8>) {
+    let mut request = app
+        .http
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(accept) = accept {
+        request = request.header("Accept-Encoding", accept);
+    }
+    let res = request.send().await.expect("request");
+    let status = res.status().as_u16();
+    let encoding = res
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (status, encoding, res.bytes().await.expect("body").to_vec())
+}
 
 #[actix_web::test]
 async fn responses_echo_a_client_request_id_or_carry_a_fresh_one() {
@@ -96,5 +136,103 @@ async fn json_logs_are_one_object_per_line_and_carry_the_request_id() {
             .any(|v| v["fields"]["message"] == "session open"
                 && v["fields"]["session_id"].is_number()),
         "no session line"
+    );
+}
+
+#[actix_web::test]
+async fn a_large_list_is_compressed_as_asked() {
+    let app = spawn_app().await;
+    let content = "Maintenance tonight between 22:00 and 23:00 UTC. ".repeat(40);
+    for i in 0..20 {
+        // Scheduled far ahead: nothing publishes (and changes the list's
+        // stats) between the requests compared below.
+        app.announce(json!({"title": format!("notice {i}"), "content": content,
+            "audience": {"all": true}, "publish_at": "2100-01-01T00:00:00Z"}))
+            .await;
+    }
+    let (status, encoding, plain) = get_encoded(&app, "/api/announcements", None).await;
+    assert_eq!(
+        (status, encoding.as_str()),
+        (200, ""),
+        "not compressed unasked"
+    );
+    let plain: Value = serde_json::from_slice(&plain).expect("json");
+
+    let (_, encoding, gzipped) = get_encoded(&app, "/api/announcements", Some(GZIP)).await;
+    assert_eq!(encoding, GZIP);
+    assert!(
+        gzipped.len() * 5 < plain.to_string().len(),
+        "{} bytes",
+        gzipped.len()
+    );
+    let unzipped: Value = serde_json::from_slice(&gunzip(&gzipped)).expect("json");
+    assert_eq!(unzipped, plain);
+
+    let (_, encoding, brotlied) = get_encoded(&app, "/api/announcements", Some("br")).await;
+    assert_eq!(encoding, "br");
+    let unbrotlied: Value = serde_json::from_slice(&unbrotli(&brotlied)).expect("json");
+    assert_eq!(unbrotlied, plain);
+}
+
+#[actix_web::test]
+async fn herald_js_is_compressed_and_still_revalidates() {
+    let app = spawn_app().await;
+    let (_, _, plain) = get_encoded(&app, "/herald.js", None).await;
+
+    let res = app
+        .http
+        .get(format!("{}/herald.js", app.address))
+        .header("Accept-Encoding", "gzip, deflate, br;q=0.5")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.headers()["content-encoding"], GZIP);
+    let etag = res.headers()["etag"].clone();
+    assert_eq!(gunzip(&res.bytes().await.expect("body")), plain);
+
+    let again = app
+        .http
+        .get(format!("{}/herald.js", app.address))
+        .header("Accept-Encoding", GZIP)
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(again.status().as_u16(), 304);
+}
+
+#[actix_web::test]
+async fn the_websocket_upgrade_is_never_compressed() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app().await;
+    let mut request = app
+        .ws_url("/ws?id=alice")
+        .into_client_request()
+        .expect("request");
+    let headers = request.headers_mut();
+    headers.insert("Accept-Encoding", "gzip, br".parse().expect("header"));
+    headers.insert(
+        "Sec-WebSocket-Protocol",
+        format!("herald.v1, {}", app.token("alice"))
+            .parse()
+            .expect("header"),
+    );
+
+    let (stream, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("handshake");
+
+    assert_eq!(response.status().as_u16(), 101);
+    assert!(response.headers().get("content-encoding").is_none());
+    let mut ws = Ws {
+        stream,
+        welcome: Value::Null,
+        protocol: Some("herald.v1".into()),
+    };
+    assert_eq!(ws.next_json().await["type"], "welcome");
+    app.announce_all("plain frames").await;
+    assert_eq!(
+        ws.next_of("announcement").await["data"]["title"],
+        "plain frames"
     );
 }
