@@ -318,8 +318,8 @@ fn serve(
             )
             .app_data(web::QueryConfig::default().error_handler(routes::query_error))
             // Innermost first: streams opt out of compression, then
-            // compression, then the request id, span and log line around
-            // everything (so they see the final status).
+            // compression, then the request id, span, log line and metrics
+            // around everything (so they see the final status).
             .wrap(actix_web::middleware::from_fn(
                 routes::middleware::keep_streams_uncompressed,
             ))

@@ -1,9 +1,10 @@
 //! What wraps every request: `observe` gives it an id (echoed in
 //! `X-Request-Id`), a tracing span that puts the id on each of the
-//! request's log lines, and one log line at the end;
-//! `keep_streams_uncompressed` keeps event streams out of the compression
-//! middleware.
+//! request's log lines, one log line at the end, and the HTTP metrics by
+//! route template; `keep_streams_uncompressed` keeps event streams out of
+//! the compression middleware.
 
+use crate::metrics::{method_label, METRICS};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -13,7 +14,7 @@ use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The route field of a request no route matched.
+/// The route label of a request no route matched.
 pub const UNMATCHED: &str = "unmatched";
 
 /// The longest client request id herald keeps.
@@ -40,8 +41,8 @@ pub fn request_id(req: &ServiceRequest) -> String {
         )
 }
 
-/// Runs the request inside its span, then logs it and returns its id in
-/// `X-Request-Id`. Server errors are logged at warn, the rest at
+/// Runs the request inside its span, then logs it, counts it and returns
+/// its id in `X-Request-Id`. Server errors are logged at warn, the rest at
 /// debug (as before this span existed); the path is client-controlled and
 /// logged escaped (`?`), the id is safe by construction (`request_id`).
 pub async fn observe(
@@ -61,6 +62,7 @@ pub async fn observe(
         // into its response further out, where no header can be added.
         Err(e) => {
             let status = e.as_response_error().status_code().as_u16();
+            record(method.as_str(), UNMATCHED, status, elapsed);
             span.in_scope(|| log(status, UNMATCHED, elapsed));
             return Err(e);
         }
@@ -68,11 +70,24 @@ pub async fn observe(
     let route = res.request().match_pattern();
     let route = route.as_deref().unwrap_or(UNMATCHED);
     let status = res.status().as_u16();
+    record(method.as_str(), route, status, elapsed);
     span.in_scope(|| log(status, route, elapsed));
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
     Ok(res)
+}
+
+fn record(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let method = method_label(method);
+    METRICS
+        .http_requests
+        .with_label_values(&[method, route, &status.to_string()])
+        .inc();
+    METRICS
+        .http_duration
+        .with_label_values(&[method, route])
+        .observe(elapsed.as_secs_f64());
 }
 
 fn log(status: u16, route: &str, elapsed: Duration) {

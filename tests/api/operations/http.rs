@@ -1,6 +1,6 @@
 //! What every HTTP response gets: an `X-Request-Id` that the request's log
-//! lines carry (JSON logs, one object per line), and compression when
-//! asked for (never on the WebSocket upgrade).
+//! lines carry (JSON logs, one object per line), compression when asked
+//! for (never on the WebSocket upgrade), and metrics by route template.
 
 use crate::helpers::*;
 use serde_json::{json, Value};
@@ -235,4 +235,45 @@ async fn the_websocket_upgrade_is_never_compressed() {
         ws.next_of("announcement").await["data"]["title"],
         "plain frames"
     );
+}
+
+#[actix_web::test]
+async fn http_metrics_are_labelled_by_route_template() {
+    let app = spawn_app().await;
+    let send = |method: &str, path: &str| {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        app.http
+            .request(method, format!("{}{path}", app.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    send("GET", "/api/announcements/987654")
+        .await
+        .expect("request");
+    send("GET", "/no/such/route/31337").await.expect("request");
+    send("BREW", "/api/announcements").await.expect("request");
+
+    let metrics = send("GET", "/metrics")
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text");
+
+    for line in [
+        r#"herald_http_requests_total{method="GET",route="/api/announcements/{id}",status="404"}"#,
+        r#"herald_http_requests_total{method="GET",route="unmatched",status="404"}"#,
+        r#"herald_http_request_duration_seconds_bucket{method="GET",route="/api/announcements/{id}",le="0.5"}"#,
+        r#"herald_http_request_duration_seconds_count{method="GET",route="unmatched"}"#,
+        r#"herald_build_info{version=""#,
+    ] {
+        assert!(metrics.contains(line), "missing {line}\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"method="other",route="/api/announcements""#),
+        "{metrics}"
+    );
+    for raw in ["987654", "31337", "BREW"] {
+        assert!(!metrics.contains(raw), "raw {raw} became a label");
+    }
 }

@@ -1,7 +1,7 @@
 //! Operating herald (issue 15): the config file and its precedence, the
 //! subcommands (`config`, `migrate`, `serve --no-migrate`, `healthcheck`,
-//! `completions`), JSON logs and request ids, compression. The
-//! command-line tests run the real binary.
+//! `completions`), JSON logs and request ids, compression, and the HTTP
+//! metrics. The command-line tests run the real binary.
 
 mod cli;
 mod http;
