@@ -11,6 +11,8 @@ mod delivery;
 mod hardening;
 mod migrations;
 mod operations;
+mod outage;
+mod own_postgres;
 mod raw_ws;
 mod restart;
 mod resume;
