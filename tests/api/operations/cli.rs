@@ -217,3 +217,51 @@ fn completions_for_bash_zsh_and_fish() {
         }
     }
 }
+
+/// deploy/herald.service runs herald command lines that parse, and it
+/// passes `systemd-analyze verify` without a warning where that exists (with the binary path
+/// pointed at the one under test, which verify requires to exist).
+#[test]
+fn the_systemd_unit_runs_valid_commands_and_verifies() {
+    let unit = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/herald.service"
+    ));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let binary = "/usr/local/bin/herald";
+    let commands: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("ExecStartPre=")
+                .or(l.strip_prefix("ExecStart="))
+        })
+        .collect();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    for command in &commands {
+        let args: Vec<&str> = command
+            .strip_prefix(binary)
+            .expect("the installed path")
+            .split_whitespace()
+            .chain(["--help"])
+            .collect();
+        let out = herald(dir.path(), &args, &[]);
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+    }
+
+    let path = dir.path().join("herald.service");
+    std::fs::write(&path, unit.replace(binary, env!("CARGO_BIN_EXE_herald"))).expect("write");
+    match std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+    {
+        // A misspelt key is only a warning to verify: any output fails.
+        Ok(out) => assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "systemd-analyze verify: {}{}",
+            stdout(&out),
+            stderr(&out)
+        ),
+        Err(e) => eprintln!("skipped systemd-analyze verify: {e}"),
+    }
+}
