@@ -5,6 +5,7 @@
 pub mod actors;
 pub mod auth;
 pub mod claims;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,10 +1,11 @@
 //! Prometheus metrics: sessions, users online, connects and disconnects by
 //! close code, frames in and out, deliveries, publish lag, scheduler ticks
-//! and errors, database pool use. Rendered by `GET /metrics`.
+//! and errors, database pool use, HTTP requests by route template, the
+//! build. Rendered by `GET /metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -27,6 +28,10 @@ pub struct Metrics {
     pub slow_consumers: IntCounter,
     pub db_pool_size: IntGauge,
     pub db_pool_idle: IntGauge,
+    /// `method`, `route` (the matched template), `status`.
+    pub http_requests: IntCounterVec,
+    /// `method`, `route`.
+    pub http_duration: HistogramVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -46,7 +51,11 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    counter_vec_by(registry, name, help, &[label])
+}
+
+fn counter_vec_by(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry
         .register(Box::new(c.clone()))
         .expect("unique metric");
@@ -68,6 +77,32 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(publish_lag.clone()))
+            .expect("unique metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "herald_http_request_duration_seconds",
+                "Time from a request's arrival to its response head, by route template",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("unique metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("herald_build_info", "Always 1; the version in a label"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry
+            .register(Box::new(build_info))
             .expect("unique metric");
         Metrics {
             sessions: gauge(&registry, "herald_sessions", "Open WebSocket sessions"),
@@ -142,6 +177,13 @@ impl Metrics {
                 "herald_db_pool_idle_connections",
                 "Database connections idle",
             ),
+            http_requests: counter_vec_by(
+                &registry,
+                "herald_http_requests_total",
+                "HTTP responses, by method, route template and status",
+                &["method", "route", "status"],
+            ),
+            http_duration,
             registry,
         }
     }
@@ -189,9 +231,36 @@ pub fn close_code_label(code: Option<u16>) -> &'static str {
     }
 }
 
+/// The `method` label of the HTTP metrics. A client may send any token as
+/// a method, and each would be a new time series: the standard methods are
+/// labels, anything else is `other`.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_labels_are_a_fixed_set() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PATCH"), "PATCH");
+        for odd in ["get", "PROPFIND", "X-ANYTHING", ""] {
+            assert_eq!(method_label(odd), "other", "{odd}");
+        }
+    }
 
     #[test]
     fn close_code_labels_are_a_fixed_set() {

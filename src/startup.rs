@@ -104,6 +104,16 @@ async fn token_keys(settings: &Settings, secret: &str) -> Result<TokenKeys, Star
     Ok(keys.with_identity(identity))
 }
 
+/// Whether start-up brings the database schema up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Apply pending migrations first (plain `herald` and `herald serve`).
+    Migrate,
+    /// Leave the schema alone (`herald serve --no-migrate`, after a
+    /// separate `herald migrate`).
+    AsIs,
+}
+
 /// A built, bound, not yet running herald.
 pub struct Application {
     port: u16,
@@ -116,13 +126,21 @@ impl Application {
     /// Connects, migrates, starts the actors and binds. Call inside an
     /// actix system (`#[actix_web::main]` or `#[actix_web::test]`).
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        Application::build_with(settings, Schema::Migrate).await
+    }
+
+    /// As `build`, migrating or not.
+    pub async fn build_with(settings: Settings, schema: Schema) -> Result<Application, StartError> {
         settings.validate().map_err(StartError::Settings)?;
         let settings = Arc::new(settings);
         let url = settings.database_url.clone();
         let (pool_size, busy) = (settings.db_pool_size, settings.db_busy_timeout_ms);
-        let pool = actix_web::rt::task::spawn_blocking(move || db::connect(&url, pool_size, busy))
-            .await
-            .map_err(|e| db::DbError::Blocking(e.to_string()))??;
+        let pool = actix_web::rt::task::spawn_blocking(move || match schema {
+            Schema::Migrate => db::connect(&url, pool_size, busy),
+            Schema::AsIs => db::open(&url, pool_size, busy),
+        })
+        .await
+        .map_err(|e| db::DbError::Blocking(e.to_string()))??;
         let secrets = {
             let (pool, settings) = (pool.clone(), settings.clone());
             actix_web::rt::task::spawn_blocking(move || load_secrets(&pool, &settings))
@@ -343,7 +361,14 @@ fn serve(
                     .error_handler(routes::json_error),
             )
             .app_data(web::QueryConfig::default().error_handler(routes::query_error))
-            .wrap(actix_web::middleware::from_fn(log_request))
+            // Innermost first: streams opt out of compression, then
+            // compression, then the request id, span, log line and metrics
+            // around everything (so they see the final status).
+            .wrap(actix_web::middleware::from_fn(
+                routes::middleware::keep_streams_uncompressed,
+            ))
+            .wrap(actix_web::middleware::Compress::default())
+            .wrap(actix_web::middleware::from_fn(routes::middleware::observe))
             .configure(|cfg| routes::configure(cfg, &allowed_origins))
     })
     .on_connect(move |conn, _| {
@@ -364,23 +389,4 @@ fn serve(
         .listen(listener)
         .map_err(|source| StartError::Bind { addr, source })?
         .run())
-}
-
-/// Logs each request with its outcome; server errors at warn level.
-async fn log_request(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_string();
-    let res = next.call(req).await?;
-    let status = res.status().as_u16();
-    let ms = started.elapsed().as_millis() as u64;
-    if status >= 500 {
-        tracing::warn!(%method, ?path, status, ms, "request failed");
-    } else {
-        tracing::debug!(%method, ?path, status, ms, "request");
-    }
-    Ok(res)
 }

@@ -177,6 +177,14 @@ impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
 
 /// Builds the pool for `url` and applies the embedded migrations.
 pub fn connect(url: &str, max_size: u32, busy_timeout_ms: u64) -> Result<DbPool, DbError> {
+    let pool = open(url, max_size, busy_timeout_ms)?;
+    let mut conn = pool.get()?;
+    migrate(&mut conn)?;
+    Ok(pool)
+}
+
+/// Builds the pool for `url`, leaving the schema as it is.
+pub fn open(url: &str, max_size: u32, busy_timeout_ms: u64) -> Result<DbPool, DbError> {
     let backend = Backend::of(url);
     let target = match backend {
         Backend::Postgres => url.to_string(),
@@ -191,8 +199,6 @@ pub fn connect(url: &str, max_size: u32, busy_timeout_ms: u64) -> Result<DbPool,
         .connection_timeout(Duration::from_secs(5))
         .connection_customizer(Box::new(SqlitePragmas { busy_timeout_ms }))
         .build(manager)?;
-    let mut conn = pool.get()?;
-    migrate(&mut conn)?;
     Ok(pool)
 }
 

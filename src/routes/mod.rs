@@ -8,6 +8,7 @@ pub mod cors;
 pub mod frame_guard;
 pub mod health;
 pub mod me;
+pub mod middleware;
 pub mod sse;
 pub mod static_files;
 pub mod ws;

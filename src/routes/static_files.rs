@@ -45,12 +45,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/{file}", web::get().to(file));
 }
 
-/// A weak validator from the content: FNV-1a is enough to tell versions apart.
+/// A validator from the content: FNV-1a is enough to tell versions apart.
+/// Weak (`W/`), because the same content goes out gzip- or
+/// brotli-compressed or not, and a strong tag would claim the bytes match.
 fn etag(body: &[u8]) -> String {
     let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     });
-    format!("\"{hash:016x}\"")
+    format!("W/\"{hash:016x}\"")
+}
+
+/// `If-None-Match` compares weakly (RFC 9110, 13.1.2): `W/` aside, the
+/// tags must be equal; so a tag from before herald's tags were weak
+/// still matches.
+fn matches(candidate: &str, tag: &str) -> bool {
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    opaque(candidate) == opaque(tag)
 }
 
 fn serve(req: &HttpRequest, asset: &Asset) -> HttpResponse {
@@ -59,7 +69,7 @@ fn serve(req: &HttpRequest, asset: &Asset) -> HttpResponse {
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+        .is_some_and(|v| v.split(',').any(|t| matches(t, &tag)));
     let mut response = if fresh {
         HttpResponse::NotModified()
     } else {

@@ -529,7 +529,9 @@ impl Node {
         std::thread::spawn(move || {
             // Keeps reading to the end so the child never blocks on a full pipe.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("address=http://127.0.0.1:").nth(1) {
+                // `address=http://...` in text logs, `"address":"http://..."` in JSON.
+                let listening = line.contains("herald is listening");
+                if let Some(rest) = line.split("http://127.0.0.1:").nth(1).filter(|_| listening) {
                     let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
                     let _ = tx.send(port.parse::<u16>().unwrap_or(0));
                 }

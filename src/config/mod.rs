@@ -1,23 +1,55 @@
-//! Settings from flags and environment variables, with the defaults a fresh
-//! machine runs on. Every setting has both a flag and a `HERALD_*` variable.
+//! Settings from flags, environment variables and an optional TOML file,
+//! with the defaults a fresh machine runs on. Every setting has a flag, a
+//! `HERALD_*` variable and a key in the file (the flag's name with `_`);
+//! `load` layers them (flag > environment > file > default) into the one
+//! `Settings` type.
+
+mod load;
+
+pub use load::{load, LoadError, Loaded};
 
 use crate::domain::DraftLimits;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about = "Real-time announcement server")]
 pub struct Cli {
+    /// TOML file of settings, keys named like the flags with `_` for `-`
+    /// (`bind = "0.0.0.0:8080"`); flags and environment variables win over it.
+    #[arg(long, env = "HERALD_CONFIG", global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub settings: Settings,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Run the server (the default).
-    Serve,
+    /// Run the server (the default): migrate the database, then serve.
+    Serve {
+        /// Start without touching the schema (run `herald migrate` first).
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply the embedded database migrations and exit.
+    Migrate,
+    /// Exit 0 when the server's `/readyz` answers 200 within 2 s, else 1.
+    Healthcheck {
+        /// The readiness URL (default: `/readyz` on the `--bind` address).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print the effective settings as TOML, secrets redacted.
+    Config,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     /// Print a user token signed with this server's secret.
     Token {
         /// The user id the token is for (its `sub`).
@@ -31,108 +63,208 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, Args)]
+/// How log lines are written to standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Every setting. The field names are the clap argument ids and the file's
+/// keys at once, which is what lets `load` tell which values came from the
+/// command line or the environment. Unknown keys in a file are errors.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address to listen on.
-    #[arg(long, env = "HERALD_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_BIND",
+        default_value = "127.0.0.1:8080"
+    )]
     pub bind: String,
 
     /// `sqlite://path` (embedded, the default) or `postgres://...`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://herald.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "sqlite://herald.db"
+    )]
     pub database_url: String,
 
     /// Largest number of pooled database connections.
-    #[arg(long, env = "HERALD_DB_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, global = true, env = "HERALD_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
 
     /// HS256 secret for user tokens; generated and stored in the database when unset.
-    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, global = true, env = "HERALD_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
     /// Admin bearer token; generated, stored and printed once when unset.
-    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
 
     /// Seconds between server pings on each WebSocket.
-    #[arg(long, env = "HERALD_HEARTBEAT_INTERVAL", default_value_t = 25)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_HEARTBEAT_INTERVAL",
+        default_value_t = 25
+    )]
     pub heartbeat_interval: u64,
 
     /// Seconds of silence after which a session is closed with 4000.
-    #[arg(long, env = "HERALD_HEARTBEAT_TIMEOUT", default_value_t = 60)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_HEARTBEAT_TIMEOUT",
+        default_value_t = 60
+    )]
     pub heartbeat_timeout: u64,
 
     /// Smallest `?heartbeat=` a client may ask for, in seconds.
-    #[arg(long, env = "HERALD_HEARTBEAT_MIN", default_value_t = 5)]
+    #[arg(long, global = true, env = "HERALD_HEARTBEAT_MIN", default_value_t = 5)]
     pub heartbeat_min: u64,
 
     /// Largest `?heartbeat=` a client may ask for, in seconds.
-    #[arg(long, env = "HERALD_HEARTBEAT_MAX", default_value_t = 120)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_HEARTBEAT_MAX",
+        default_value_t = 120
+    )]
     pub heartbeat_max: u64,
 
     /// Milliseconds between scheduler polls for due announcements.
-    #[arg(long, env = "HERALD_POLL_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_POLL_INTERVAL_MS",
+        default_value_t = 1000
+    )]
     pub poll_interval_ms: u64,
 
     /// Milliseconds receipts (ack, read) are gathered before one batched write.
-    #[arg(long, env = "HERALD_RECEIPT_FLUSH_MS", default_value_t = 100)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_RECEIPT_FLUSH_MS",
+        default_value_t = 100
+    )]
     pub receipt_flush_ms: u64,
 
     /// Largest incoming WebSocket frame in bytes (larger: close 1009).
-    #[arg(long, env = "HERALD_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, global = true, env = "HERALD_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,
 
     /// Client frames per second one session may send on average, in bursts
     /// of twice that (beyond: an `error` frame; repeated, close 4008).
-    #[arg(long, env = "HERALD_MAX_FRAMES_PER_SECOND", default_value_t = 20)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_FRAMES_PER_SECOND",
+        default_value_t = 20
+    )]
     pub max_frames_per_second: u32,
 
     /// Most open sessions (tabs) per user (more: close 4029).
-    #[arg(long, env = "HERALD_MAX_SESSIONS_PER_USER", default_value_t = 16)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_SESSIONS_PER_USER",
+        default_value_t = 16
+    )]
     pub max_sessions_per_user: usize,
 
     /// Bytes of frames one session may have waiting to be sent; a client
     /// that stops reading past this is dropped (close 4029) and resumes by cursor.
-    #[arg(long, env = "HERALD_MAX_QUEUED_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, global = true, env = "HERALD_MAX_QUEUED_BYTES", default_value_t = 1024 * 1024)]
     pub max_queued_bytes: usize,
 
     /// New WebSocket connections per second from one source address (bursts
     /// of twice that); more get 429 before the upgrade. 0 disables the limit.
-    #[arg(long, env = "HERALD_MAX_CONNECTS_PER_IP", default_value_t = 50)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_CONNECTS_PER_IP",
+        default_value_t = 50
+    )]
     pub max_connects_per_ip: u32,
 
     /// Reverse proxies (CIDR blocks or addresses, comma separated) whose
     /// `X-Forwarded-For` / `Forwarded: for=` is believed for the per-address
     /// connection limit; empty: the TCP peer is the client.
-    #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::proxy::parse_trusted)]
+    #[arg(long, global = true, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::proxy::parse_trusted)]
+    #[serde(deserialize_with = "load::trusted_proxies")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Milliseconds a database call waits for a lock (SQLite busy timeout)
     /// before the request fails with 503.
-    #[arg(long, env = "HERALD_DB_BUSY_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_DB_BUSY_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
     pub db_busy_timeout_ms: u64,
 
     /// Largest REST request body in bytes (larger: 413).
-    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, global = true, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
     /// Longest announcement title in characters.
-    #[arg(long, env = "HERALD_MAX_TITLE_CHARS", default_value_t = 200)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_TITLE_CHARS",
+        default_value_t = 200
+    )]
     pub max_title_chars: usize,
 
     /// Longest announcement content in characters.
-    #[arg(long, env = "HERALD_MAX_CONTENT_CHARS", default_value_t = 20_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_CONTENT_CHARS",
+        default_value_t = 20_000
+    )]
     pub max_content_chars: usize,
 
     /// Most explicit recipients (users or groups) per announcement.
-    #[arg(long, env = "HERALD_MAX_RECIPIENTS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_RECIPIENTS",
+        default_value_t = 10_000
+    )]
     pub max_recipients: usize,
 
     /// Cookie that may carry a user token on the legacy WebSocket URLs.
-    #[arg(long, env = "HERALD_TOKEN_COOKIE", default_value = "herald_token")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_TOKEN_COOKIE",
+        default_value = "herald_token"
+    )]
     pub token_cookie: String,
 
     /// Allowed WebSocket `Origin`s, comma separated; empty allows any.
-    #[arg(long, env = "HERALD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
 
     /// PEM public key (RSA, EC P-256/P-384 or Ed25519) of the app's identity
@@ -162,16 +294,25 @@ pub struct Settings {
     pub jwt_groups_claim: String,
 
     /// Default lifetime of tokens minted by `POST /api/tokens`, in seconds.
-    #[arg(long, env = "HERALD_TOKEN_TTL", default_value_t = 24 * 3600)]
+    #[arg(long, global = true, env = "HERALD_TOKEN_TTL", default_value_t = 24 * 3600)]
     pub token_ttl: u64,
 
     /// HTTP worker threads (0: one per core).
-    #[arg(long, env = "HERALD_WORKERS", default_value_t = 0)]
+    #[arg(long, global = true, env = "HERALD_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
     /// Seconds to finish in-flight work after SIGTERM before exiting.
-    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_SHUTDOWN_GRACE",
+        default_value_t = 10
+    )]
     pub shutdown_grace: u64,
+
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, global = true, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 impl Settings {
@@ -185,6 +326,25 @@ impl Settings {
             max_title_chars: self.max_title_chars,
             max_content_chars: self.max_content_chars,
             max_recipients: self.max_recipients,
+        }
+    }
+
+    /// `http://host:port` to reach this server from the same machine: a
+    /// wildcard bind address (`0.0.0.0`, `[::]`) becomes the loopback one.
+    /// `port` is the bound port when known (the bind address may say 0).
+    pub fn local_url(&self, port: Option<u16>) -> String {
+        let (host, bound) = self
+            .bind
+            .rsplit_once(':')
+            .unwrap_or((self.bind.as_str(), "8080"));
+        let host = match host {
+            "" | "0.0.0.0" => "127.0.0.1",
+            "[::]" => "[::1]",
+            other => other,
+        };
+        match port {
+            Some(port) => format!("http://{host}:{port}"),
+            None => format!("http://{host}:{bound}"),
         }
     }
 
