@@ -84,16 +84,16 @@ fn migrate(settings: &Settings) -> Result<(), String> {
 fn healthcheck(url: &str) -> Result<(), String> {
     let url = url.to_string();
     actix_web::rt::System::new().block_on(async move {
-        let request = awc::Client::new()
-            .get(&url)
+        let client = reqwest::Client::builder()
             .timeout(HEALTHCHECK_TIMEOUT)
-            .send();
-        let status = actix_web::rt::time::timeout(HEALTHCHECK_TIMEOUT, request)
+            .build()
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = actix_web::rt::time::timeout(HEALTHCHECK_TIMEOUT, client.get(&url).send())
             .await
             .map_err(|_| format!("{url}: no answer within {HEALTHCHECK_TIMEOUT:?}"))?
             .map_err(|e| format!("{url}: {e}"))?
             .status();
-        if status == awc::http::StatusCode::OK {
+        if status == reqwest::StatusCode::OK {
             tracing::info!(%url, "ready");
             Ok(())
         } else {
