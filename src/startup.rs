@@ -114,6 +114,73 @@ pub enum Schema {
     AsIs,
 }
 
+/// The pool, with the schema brought up to date or left as it is.
+async fn open_pool(settings: &Settings, schema: Schema) -> Result<DbPool, StartError> {
+    let url = settings.database_url.clone();
+    let (pool_size, busy) = (settings.db_pool_size, settings.db_busy_timeout_ms);
+    Ok(actix_web::rt::task::spawn_blocking(move || match schema {
+        Schema::Migrate => db::connect(&url, pool_size, busy),
+        Schema::AsIs => db::open(&url, pool_size, busy),
+    })
+    .await
+    .map_err(|e| db::DbError::Blocking(e.to_string()))??)
+}
+
+/// Starts the actors once, before the HTTP server: the registry, the
+/// cluster link (PostgreSQL; listening before the scheduler's first claim),
+/// the fan-out chosen for the backend, the scheduler and the receipt writer.
+async fn start_actors(
+    pool: DbPool,
+    settings: Arc<Settings>,
+    keys: TokenKeys,
+    secrets: &Secrets,
+) -> Result<AppState, StartError> {
+    let registry = Registry::new(settings.max_sessions_per_user, settings.max_queued_bytes).start();
+    let cluster = match db::Backend::of(&settings.database_url) {
+        db::Backend::Postgres => {
+            Some(cluster::start(&settings.database_url, pool.clone(), registry.clone()).await?)
+        }
+        db::Backend::Sqlite => None,
+    };
+    let fanout = match &cluster {
+        Some(handle) => Fanout::cluster(registry.clone(), handle.clone()),
+        None => Fanout::local(registry.clone()),
+    };
+    let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
+    let scheduler_failing = Arc::new(AtomicBool::new(false));
+    let scheduler = Scheduler::new(
+        pool.clone(),
+        fanout.clone(),
+        settings.poll_interval(),
+        scheduler_alive.clone(),
+    )
+    .with_failure_flag(scheduler_failing.clone())
+    .start();
+    let receipts = ReceiptWriter::new(
+        pool.clone(),
+        fanout.clone(),
+        Duration::from_millis(settings.receipt_flush_ms.max(1)),
+    )
+    .start();
+    Ok(AppState {
+        catch_up: CatchUpStore::new(pool.clone(), settings.db_pool_size as usize / 2),
+        connect_limiter: Arc::new(crate::limits::ConnectLimiter::new(
+            settings.max_connects_per_ip,
+        )),
+        pool,
+        settings,
+        keys,
+        admin_token: secrets.admin_token.clone(),
+        registry,
+        scheduler,
+        receipts,
+        scheduler_alive,
+        scheduler_failing,
+        cluster,
+        fanout,
+    })
+}
+
 /// A built, bound, not yet running herald.
 pub struct Application {
     port: u16,
@@ -133,70 +200,15 @@ impl Application {
     pub async fn build_with(settings: Settings, schema: Schema) -> Result<Application, StartError> {
         settings.validate().map_err(StartError::Settings)?;
         let settings = Arc::new(settings);
-        let url = settings.database_url.clone();
-        let (pool_size, busy) = (settings.db_pool_size, settings.db_busy_timeout_ms);
-        let pool = actix_web::rt::task::spawn_blocking(move || match schema {
-            Schema::Migrate => db::connect(&url, pool_size, busy),
-            Schema::AsIs => db::open(&url, pool_size, busy),
-        })
-        .await
-        .map_err(|e| db::DbError::Blocking(e.to_string()))??;
+        let pool = open_pool(&settings, schema).await?;
         let secrets = {
             let (pool, settings) = (pool.clone(), settings.clone());
             actix_web::rt::task::spawn_blocking(move || load_secrets(&pool, &settings))
                 .await
                 .map_err(|e| db::DbError::Blocking(e.to_string()))??
         };
-
-        let registry =
-            Registry::new(settings.max_sessions_per_user, settings.max_queued_bytes).start();
-        // Listening starts before the scheduler's first claim.
-        let cluster = match db::Backend::of(&settings.database_url) {
-            db::Backend::Postgres => {
-                Some(cluster::start(&settings.database_url, pool.clone(), registry.clone()).await?)
-            }
-            db::Backend::Sqlite => None,
-        };
-        let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
-        let scheduler_failing = Arc::new(AtomicBool::new(false));
-        let fanout = match &cluster {
-            Some(handle) => Fanout::cluster(registry.clone(), handle.clone()),
-            None => Fanout::local(registry.clone()),
-        };
-        let scheduler = Scheduler::new(
-            pool.clone(),
-            fanout.clone(),
-            settings.poll_interval(),
-            scheduler_alive.clone(),
-        )
-        .with_failure_flag(scheduler_failing.clone())
-        .start();
-        let receipts = ReceiptWriter::new(
-            pool.clone(),
-            fanout.clone(),
-            Duration::from_millis(settings.receipt_flush_ms.max(1)),
-        )
-        .start();
-
-        let catch_up = CatchUpStore::new(pool.clone(), settings.db_pool_size as usize / 2);
-        let state = web::Data::new(AppState {
-            pool,
-            settings: settings.clone(),
-            keys: token_keys(&settings, &secrets.jwt_secret).await?,
-            admin_token: secrets.admin_token.clone(),
-            registry,
-            scheduler,
-            receipts,
-            scheduler_alive,
-            scheduler_failing,
-            connect_limiter: Arc::new(crate::limits::ConnectLimiter::new(
-                settings.max_connects_per_ip,
-            )),
-            catch_up,
-            cluster,
-            fanout,
-        });
-
+        let keys = token_keys(&settings, &secrets.jwt_secret).await?;
+        let state = web::Data::new(start_actors(pool, settings.clone(), keys, &secrets).await?);
         crate::limits::spawn_sweeper(&state.connect_limiter);
 
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
