@@ -1,6 +1,7 @@
-//! The simulated browsers: N WebSocket sessions spread over loopback source
-//! addresses, each recording which announcements arrived (exactly once, by
-//! id) and how long after `publish_at`.
+//! The simulated browsers: N WebSocket sessions (or Server-Sent Events
+//! streams) spread over loopback source addresses, each recording which
+//! announcements arrived (exactly once, by id) and how long after
+//! `publish_at`.
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -74,7 +75,17 @@ fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// How the simulated browsers connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    /// `GET /sse` with the token as a bearer token (HTTP/1.0, so the body is
+    /// the raw event stream); acks are not sent.
+    Sse,
+}
+
 pub struct Plan {
+    pub transport: Transport,
     pub server: SocketAddr,
     pub sessions: usize,
     pub source_ips: u8,
@@ -98,16 +109,27 @@ pub async fn open_all(
         let (url, protocols) = url_for(i);
         let source = Ipv4Addr::new(127, 0, 0, 2 + (i % plan.source_ips as usize) as u8);
         let (server, ack, stats) = (plan.server, plan.ack, stats.clone());
+        let transport = plan.transport;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         handshakes.push(ready_rx);
         tasks.push(tokio::spawn(async move {
-            let opened = open(server, source, &url, &protocols).await;
+            let opened = match transport {
+                Transport::WebSocket => open(server, source, &url, &protocols)
+                    .await
+                    .map(|ws| Client::WebSocket(Box::new(ws))),
+                Transport::Sse => open_sse(server, source, &url, &protocols)
+                    .await
+                    .map(Client::Sse),
+            };
             drop(permit);
             match opened {
-                Ok(ws) => {
+                Ok(client) => {
                     stats.connected.fetch_add(1, Ordering::Relaxed);
                     let _ = ready_tx.send(());
-                    run(ws, ack, stats).await;
+                    match client {
+                        Client::WebSocket(ws) => run(*ws, ack, stats).await,
+                        Client::Sse(stream) => run_sse(stream, stats).await,
+                    }
                 }
                 Err(e) => {
                     if stats.failed.fetch_add(1, Ordering::Relaxed) < 5 {
@@ -126,12 +148,21 @@ pub async fn open_all(
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn open(
+enum Client {
+    WebSocket(Box<Ws>),
+    Sse(SseStream),
+}
+
+/// An event stream after its response head, with what was read past it.
+struct SseStream {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+async fn connect_from(
     server: SocketAddr,
     source: Ipv4Addr,
-    url: &str,
-    protocols: &[String],
-) -> Result<Ws, String> {
+) -> Result<tokio::net::TcpStream, String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket
         .bind(SocketAddr::new(source.into(), 0))
@@ -141,6 +172,91 @@ async fn open(
         .map_err(|e| e.to_string())?;
     let stream = socket.connect(server).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// `url` is the WebSocket URL of the session; the stream is `/sse` with the
+/// same query, the token (the second protocol) as a bearer token.
+async fn open_sse(
+    server: SocketAddr,
+    source: Ipv4Addr,
+    url: &str,
+    protocols: &[String],
+) -> Result<SseStream, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = connect_from(server, source).await?;
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let token = protocols.get(1).ok_or("no token")?;
+    let request = format!(
+        "GET /sse?{query} HTTP/1.0\r\nHost: {server}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+                return Err(head.lines().next().unwrap_or_default().to_string());
+            }
+            buf.drain(..end + 4);
+            return Ok(SseStream { stream, buf });
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before the response".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn run_sse(mut sse: SseStream, stats: Arc<Stats>) {
+    use tokio::io::AsyncReadExt;
+    let mut seen: HashSet<i64> = HashSet::new();
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        while let Some(end) = sse.buf.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = sse.buf.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&event);
+            if !text.contains("event: announcement") {
+                continue;
+            }
+            let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            let Ok(data) = serde_json::from_str::<Data>(data) else {
+                continue;
+            };
+            let (Some(id), Some(at)) = (data.id, data.publish_at) else {
+                continue;
+            };
+            let Ok(published) = chrono::DateTime::parse_from_rfc3339(at) else {
+                continue;
+            };
+            if !seen.insert(id) {
+                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            stats.record(id, (now_us() - published.timestamp_micros()).max(0) as u64);
+        }
+        match sse.stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sse.buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    stats.closed.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn open(
+    server: SocketAddr,
+    source: Ipv4Addr,
+    url: &str,
+    protocols: &[String],
+) -> Result<Ws, String> {
+    let stream = connect_from(server, source).await?;
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
     if !protocols.is_empty() {
         request.headers_mut().insert(

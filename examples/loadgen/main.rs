@@ -70,6 +70,10 @@ enum Cmd {
         /// Extra environment for herald, KEY=VALUE (e.g. DATABASE_URL=postgres://...).
         #[arg(long = "herald-env")]
         herald_env: Vec<String>,
+        /// Compare herald over Server-Sent Events with herald over WebSocket
+        /// (instead of herald with the floor); idle and broadcast only.
+        #[arg(long)]
+        sse: bool,
     },
 }
 
@@ -96,8 +100,9 @@ async fn main() {
             source_ips,
             concurrency,
             herald_env,
+            sse,
         } => {
-            let settings = Settings {
+            let mut settings = Settings {
                 sessions,
                 rounds,
                 rate,
@@ -105,13 +110,15 @@ async fn main() {
                 duration: Duration::from_secs(duration),
                 source_ips,
                 concurrency,
+                transport: clients::Transport::WebSocket,
             };
             let mut rows: Vec<(String, Option<f64>, Option<f64>, &'static str)> = Vec::new();
             let dir = std::env::temp_dir().join(format!("herald-loadgen-{}", std::process::id()));
             let _ = std::fs::create_dir_all(&dir);
             let db = format!("sqlite://{}", dir.join("herald.db").display());
-            let herald_node = start(
-                Command::new(&herald)
+            let herald_command = || {
+                let mut command = Command::new(&herald);
+                command
                     .args([
                         "--bind",
                         "127.0.0.1:9200",
@@ -129,10 +136,10 @@ async fn main() {
                     .envs(herald_env.iter().filter_map(|kv| kv.split_once('=')))
                     .env("HERALD_ADMIN_TOKEN", ADMIN)
                     .env("HERALD_JWT_SECRET", SECRET)
-                    .env("RUST_LOG", "warn"),
-                9200,
-            )
-            .await;
+                    .env("RUST_LOG", "warn");
+                command
+            };
+            let herald_node = start(&mut herald_command(), 9200).await;
             let h = run_target(
                 Target::herald(9200),
                 herald_node.id(),
@@ -141,23 +148,35 @@ async fn main() {
             )
             .await;
             drop(herald_node);
-            let exe = std::env::current_exe().expect("own path");
-            let floor_node = start(
-                Command::new(exe).args(["floor", "--bind", "127.0.0.1:9100"]),
-                9100,
-            )
-            .await;
-            let f = run_target(
-                Target::Floor {
-                    port: 9100,
-                    control: tokio::sync::Mutex::new(None),
-                },
-                floor_node.id(),
-                &settings,
-                &scenarios,
-            )
-            .await;
-            drop(floor_node);
+            let f = if sse {
+                // A fresh database, so the SSE run starts where the WebSocket one did.
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::create_dir_all(&dir);
+                settings.transport = clients::Transport::Sse;
+                let node = start(&mut herald_command(), 9200).await;
+                let f = run_target(Target::herald(9200), node.id(), &settings, &scenarios).await;
+                drop(node);
+                f
+            } else {
+                let exe = std::env::current_exe().expect("own path");
+                let floor_node = start(
+                    Command::new(exe).args(["floor", "--bind", "127.0.0.1:9100"]),
+                    9100,
+                )
+                .await;
+                let f = run_target(
+                    Target::Floor {
+                        port: 9100,
+                        control: tokio::sync::Mutex::new(None),
+                    },
+                    floor_node.id(),
+                    &settings,
+                    &scenarios,
+                )
+                .await;
+                drop(floor_node);
+                f
+            };
             for (name, hv, unit) in &h {
                 let fv = f
                     .iter()
@@ -165,7 +184,14 @@ async fn main() {
                     .and_then(|(_, v, _)| *v);
                 rows.push((name.clone(), *hv, fv, unit));
             }
-            println!("\n| scenario ({sessions} sessions) | herald | floor | herald / floor |\n|---|---|---|---|");
+            let (a, b) = if sse {
+                ("herald WebSocket", "herald SSE")
+            } else {
+                ("herald", "floor")
+            };
+            println!(
+                "\n| scenario ({sessions} sessions) | {a} | {b} | {a} / {b} |\n|---|---|---|---|"
+            );
             for (name, hv, fv, unit) in rows {
                 let show =
                     |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} {unit}"));
@@ -188,6 +214,7 @@ struct Settings {
     duration: Duration,
     source_ips: u8,
     concurrency: usize,
+    transport: clients::Transport,
 }
 
 /// A child server, killed when dropped.
@@ -373,6 +400,7 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
         .expect("addr");
     let ack = scenarios.iter().any(|sc| sc == "receipts");
     let plan = Plan {
+        transport: s.transport,
         server,
         sessions: s.sessions,
         source_ips: s.source_ips,

@@ -313,3 +313,69 @@ async fn a_stream_ends_when_its_token_expires() {
     assert_eq!(stream.next_of("error").await.data["code"], "token_expired");
     assert!(stream.ended().await, "the stream ended");
 }
+
+both_backends!(reconnecting_streams_mid_200_publishes_lose_none_and_repeat_none);
+/// The resume test of the WebSocket, over event streams: reconnect every 25
+/// announcements with `Last-Event-ID` while 200 are published.
+async fn reconnecting_streams_mid_200_publishes_lose_none_and_repeat_none() {
+    let app = spawn_app().await;
+    let mut seen: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut last_id = String::from("0");
+    let mut stream = Stream::connect(&app, "alice", "&since=0").await;
+    let publisher = {
+        let (address, http) = (app.address.clone(), app.http.clone());
+        actix_web::rt::spawn(async move {
+            for i in 0..200 {
+                let res = http
+                    .post(format!("{address}/api/announcements"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&json!({"title": format!("n{i}"), "content": "c", "audience": {"all": true}}))
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(res.status().as_u16(), 201);
+            }
+        })
+    };
+    for drop_after in (1..8).map(|n| n * 25).chain([usize::MAX]) {
+        while seen.len() < 200 && seen.values().sum::<usize>() < drop_after {
+            let event = stream.next_of("announcement").await;
+            *seen
+                .entry(event.data["id"].as_i64().expect("id"))
+                .or_default() += 1;
+            last_id = event.id.clone().expect("an id on every announcement");
+        }
+        if seen.len() == 200 {
+            break;
+        }
+        drop(stream);
+        let response = Stream::open(
+            &app,
+            "id=alice",
+            &app.token("alice"),
+            &[("Last-Event-ID", &last_id)],
+        )
+        .await;
+        stream = Stream::from_response(response);
+    }
+    publisher.await.expect("publisher");
+    assert_eq!(seen.len(), 200, "every announcement arrived");
+    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "repeated: {repeated:?}");
+}
+
+both_backends!(a_read_in_a_websocket_tab_reaches_the_stream);
+async fn a_read_in_a_websocket_tab_reaches_the_stream() {
+    let app = spawn_app().await;
+    let mut stream = Stream::connect(&app, "alice", "").await;
+    stream.next_of("welcome").await;
+    let mut tab = app.connect("alice").await;
+    let id = app.announce_all("read me").await["id"]
+        .as_i64()
+        .expect("id");
+    tab.next_of("announcement").await;
+    stream.next_of("announcement").await;
+    tab.send_json(json!({"type": "read", "data": {"ids": [id]}}))
+        .await;
+    assert_eq!(stream.next_of("read").await.data["ids"], json!([id]));
+}
