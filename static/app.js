@@ -44,7 +44,9 @@ function signIn(userId, token, options = {}) {
   welcomes = 0;
   // The event stream is on this page's own server, whatever the WebSocket URL.
   const sseUrl = new URL('/sse', location.href).href;
-  const client = new HeraldClient({ userId, token, sseUrl, ...options });
+  // The async token path a real app uses: here the token handed over at sign-in; an app
+  // would fetch a fresh one from its backend (herald.js asks again before it expires).
+  const client = new HeraldClient({ userId, token: async () => token, sseUrl, ...options });
   app.client = client;
   client.on('state', renderState);
   client.on('transport', renderTransport);

@@ -42,7 +42,8 @@ const SSE_EVENTS = ['welcome', 'announcement', 'retract', 'read', 'error'];
 const FAILED_OPENS_BEFORE_SSE = 2;
 /** How long acks and reads gather before one REST call (SSE only). */
 const RECEIPT_DELAY_MS = 200;
-/** A fresh token is fetched this long before `exp`: a fifth of the lifetime, 2 to 30 s. */
+/** A fresh token is fetched this long before `exp` (a fifth of the lifetime, 2 to 30 s), plus
+ * up to as much again at random. */
 const REFRESH_MARGIN_MIN_MS = 2000;
 const REFRESH_MARGIN_MAX_MS = 30000;
 const SEEN_LIMIT = 500;
@@ -348,7 +349,10 @@ export class HeraldClient {
     if (typeof this.token !== 'function' || exp == null) return;
     const left = exp - Date.now();
     const margin = Math.min(REFRESH_MARGIN_MAX_MS, Math.max(REFRESH_MARGIN_MIN_MS, left / 5));
-    this._refreshTimer = setTimeout(() => this._refresh(), Math.max(0, left - margin));
+    // Up to another margin earlier, at random: a thousand tabs with tokens minted in the
+    // same second do not all ask for new ones in the same second.
+    const jitter = Math.random() * margin;
+    this._refreshTimer = setTimeout(() => this._refresh(), Math.max(0, left - margin - jitter));
   }
 
   _refresh() {
@@ -456,9 +460,26 @@ export class HeraldClient {
     this._emit('close', { code, reason });
     if (this._stopped) return this._setState('closed');
     if (code === 4001 && typeof this.token === 'function' && !this._retriedAfterExpiry) {
-      // The token may simply have run out: fetch once more and come straight back.
+      // The token may simply have run out: fetch once more and come straight back, unless
+      // the function hands out the very token that was just refused.
       this._retriedAfterExpiry = true;
-      return this._dial('reconnecting');
+      const refused = this._currentToken;
+      this._setState('reconnecting');
+      Promise.resolve()
+        .then(() => this.token())
+        .then(
+          (fresh) => (fresh && fresh !== refused ? fresh : null),
+          () => null,
+        )
+        .then((fresh) => {
+          if (this._stopped) return;
+          if (!fresh) {
+            this._stop();
+            return this._setState(FINAL_CLOSE[4001]);
+          }
+          this._dial('reconnecting');
+        });
+      return;
     }
     if (FINAL_CLOSE[code]) {
       this._stop();
