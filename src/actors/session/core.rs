@@ -11,9 +11,11 @@
 //! below the highest cursor the catch-up covered is a duplicate.
 
 pub use super::effects::{CoreParams, Effect, Effects, Fragment, Load, Opening, ReplayPage};
+use crate::actors::catch_up::Loaded;
 use crate::actors::messages::{Prepared, Push, SessionId};
 use crate::auth::{now_secs, Claims, TokenKeys};
 use crate::db::receipts::ReceiptKind;
+use crate::db::DbError;
 use crate::domain::{AnnouncementId, Cursor};
 use crate::limits::FrameLimiter;
 use crate::protocol::codes::{close, error};
@@ -158,6 +160,21 @@ impl SessionCore {
                 self.replayed_up_to = self.replayed_up_to.max(upto);
                 self.go_live(out);
             }
+        }
+    }
+
+    /// A catch-up load finished (either kind), or failed.
+    pub fn loaded(&mut self, load: Load, result: Result<Loaded, DbError>, out: &mut Effects) {
+        match (load, result) {
+            (Load::Open { since, .. }, Ok(Loaded::Opening(opening))) => {
+                self.opened(since, opening, crate::db::now_ms(), out)
+            }
+            (Load::Page { upto, .. }, Ok(Loaded::Page(page))) => self.paged(page, upto, out),
+            (_, Err(e)) => {
+                tracing::warn!(session_id = self.id, user_id = ?self.user_id, error = %e, "catch-up failed");
+                self.load_failed(out)
+            }
+            (_, Ok(_)) => self.load_failed(out),
         }
     }
 

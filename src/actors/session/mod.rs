@@ -14,7 +14,7 @@ use super::messages::*;
 use super::receipts::ReceiptWriter;
 use super::registry::Registry;
 use crate::auth::TokenKeys;
-use crate::db::receipts::ReceiptEvent;
+use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::domain::{AnnouncementId, Cursor};
 use crate::metrics::METRICS;
 use crate::protocol;
@@ -49,6 +49,74 @@ pub struct SessionDeps {
     pub receipts: Addr<ReceiptWriter>,
     pub keys: TokenKeys,
     pub store: CatchUpStore,
+}
+
+impl SessionDeps {
+    /// Starts a catch-up load for the session.
+    pub fn load(
+        &self,
+        core: &SessionCore,
+        load: Load,
+    ) -> impl std::future::Future<Output = Result<Loaded, crate::db::DbError>> {
+        let reader = Reader {
+            user_id: core.user_id().clone(),
+            groups: core.groups().clone(),
+            legacy: core.legacy(),
+        };
+        self.store.load(load, reader)
+    }
+
+    /// Hands the receipts the core asked for to the receipt writer.
+    pub fn record(&self, core: &SessionCore, ids: Vec<AnnouncementId>, kind: ReceiptKind) {
+        let events = ids
+            .into_iter()
+            .map(|announcement_id| ReceiptEvent {
+                announcement_id,
+                user_id: core.user_id().to_string(),
+                groups: core.groups().clone(),
+                kind,
+            })
+            .collect();
+        self.receipts.do_send(Record {
+            events,
+            origin: Some(core.id()),
+        });
+    }
+
+    /// The registry routes group announcements by the session's new groups.
+    pub fn regroup(&self, core: &SessionCore, groups: Arc<[String]>) {
+        self.registry.do_send(Regroup {
+            user_id: core.user_id().clone(),
+            session_id: core.id(),
+            groups,
+        });
+    }
+
+    /// What the registry needs to route to the session.
+    pub fn connect(
+        &self,
+        core: &SessionCore,
+        addr: Recipient<Push>,
+        link: Arc<SessionLink>,
+    ) -> Connect {
+        Connect {
+            user_id: core.user_id().clone(),
+            session_id: core.id(),
+            groups: core.groups().clone(),
+            addr,
+            link,
+        }
+    }
+
+    /// The session ended: count it by close code and leave the registry.
+    pub fn ended(&self, core: &SessionCore, closed_with: Option<u16>) {
+        let code = crate::metrics::close_code_label(closed_with);
+        METRICS.disconnects.with_label_values(&[code]).inc();
+        self.registry.do_send(Disconnect {
+            user_id: core.user_id().clone(),
+            session_id: core.id(),
+        });
+    }
 }
 
 /// What the handshake decided about this session.
@@ -137,12 +205,8 @@ impl Session {
                 ctx.text(frame);
             }
             Effect::Close(code, reason) => self.close(ctx, code, &reason),
-            Effect::Record(ids, kind) => self.record(ids, kind),
-            Effect::Regroup(groups) => self.deps.registry.do_send(Regroup {
-                user_id: self.core.user_id().clone(),
-                session_id: self.core.id(),
-                groups,
-            }),
+            Effect::Record(ids, kind) => self.deps.record(&self.core, ids, kind),
+            Effect::Regroup(groups) => self.deps.regroup(&self.core, groups),
             Effect::Load(load) => self.load(ctx, load),
             Effect::Dequeued(bytes) => {
                 self.link.queued.fetch_sub(bytes, Ordering::AcqRel);
@@ -165,24 +229,9 @@ impl Session {
 
     /// Starts a catch-up load; its result goes back to the core.
     fn load(&mut self, ctx: &mut ws::WebsocketContext<Self>, load: Load) {
-        let reader = Reader {
-            user_id: self.core.user_id().clone(),
-            groups: self.core.groups().clone(),
-            legacy: self.core.legacy(),
-        };
-        let work = self.deps.store.load(load, reader);
+        let work = self.deps.load(&self.core, load);
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
-            act.step(ctx, |core, out| match (load, result) {
-                (Load::Open { since, .. }, Ok(Loaded::Opening(opening))) => {
-                    core.opened(since, opening, crate::db::now_ms(), out)
-                }
-                (Load::Page { upto, .. }, Ok(Loaded::Page(page))) => core.paged(page, upto, out),
-                (_, Err(e)) => {
-                    tracing::warn!(session_id = core.id(), user_id = ?core.user_id(), error = %e, "catch-up failed");
-                    core.load_failed(out)
-                }
-                (_, Ok(_)) => core.load_failed(out),
-            })
+            act.step(ctx, |core, out| core.loaded(load, result, out))
         }));
     }
 
@@ -224,13 +273,9 @@ impl Session {
     /// published after registration arrives live (and waits in the core),
     /// anything before is in the catch-up.
     fn register(&self, ctx: &mut ws::WebsocketContext<Self>) {
-        let connect = Connect {
-            user_id: self.core.user_id().clone(),
-            session_id: self.core.id(),
-            groups: self.core.groups().clone(),
-            addr: ctx.address().recipient(),
-            link: self.link.clone(),
-        };
+        let connect = self
+            .deps
+            .connect(&self.core, ctx.address().recipient(), self.link.clone());
         self.deps
             .registry
             .send(connect)
@@ -244,22 +289,6 @@ impl Session {
                 fut::ready(())
             })
             .wait(ctx);
-    }
-
-    fn record(&self, ids: Vec<AnnouncementId>, kind: crate::db::receipts::ReceiptKind) {
-        let events = ids
-            .into_iter()
-            .map(|announcement_id| ReceiptEvent {
-                announcement_id,
-                user_id: self.core.user_id().to_string(),
-                groups: self.core.groups().clone(),
-                kind,
-            })
-            .collect();
-        self.deps.receipts.do_send(Record {
-            events,
-            origin: Some(self.core.id()),
-        });
     }
 
     fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: Item) {
@@ -293,12 +322,7 @@ impl Actor for Session {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        let code = crate::metrics::close_code_label(self.closed_with);
-        METRICS.disconnects.with_label_values(&[code]).inc();
-        self.deps.registry.do_send(Disconnect {
-            user_id: self.core.user_id().clone(),
-            session_id: self.core.id(),
-        });
+        self.deps.ended(&self.core, self.closed_with);
         Running::Stop
     }
 }

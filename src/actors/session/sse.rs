@@ -10,9 +10,7 @@
 use super::core::SessionCore;
 use super::effects::{CoreParams, Effect, Effects, Load};
 use super::SessionDeps;
-use crate::actors::catch_up::{Loaded, Reader};
 use crate::actors::messages::*;
-use crate::db::receipts::ReceiptEvent;
 use crate::metrics::METRICS;
 use crate::protocol::codes::close;
 use actix::prelude::*;
@@ -103,26 +101,8 @@ impl SseSession {
             Effect::Send(frame) => self.send_frame(ctx, &frame, false),
             Effect::Deliver(frame) => self.send_frame(ctx, &frame, true),
             Effect::Close(code, reason) => self.close(ctx, code, &reason),
-            Effect::Record(ids, kind) => {
-                let events = ids
-                    .into_iter()
-                    .map(|announcement_id| ReceiptEvent {
-                        announcement_id,
-                        user_id: self.core.user_id().to_string(),
-                        groups: self.core.groups().clone(),
-                        kind,
-                    })
-                    .collect();
-                self.deps.receipts.do_send(Record {
-                    events,
-                    origin: Some(self.core.id()),
-                });
-            }
-            Effect::Regroup(groups) => self.deps.registry.do_send(Regroup {
-                user_id: self.core.user_id().clone(),
-                session_id: self.core.id(),
-                groups,
-            }),
+            Effect::Record(ids, kind) => self.deps.record(&self.core, ids, kind),
+            Effect::Regroup(groups) => self.deps.regroup(&self.core, groups),
             Effect::Load(load) => self.load(ctx, load),
             Effect::Dequeued(bytes) => {
                 self.link.queued.fetch_sub(bytes, Ordering::AcqRel);
@@ -177,29 +157,14 @@ impl SseSession {
     }
 
     fn load(&mut self, ctx: &mut Context<Self>, load: Load) {
-        let reader = Reader {
-            user_id: self.core.user_id().clone(),
-            groups: self.core.groups().clone(),
-            legacy: false,
-        };
-        let store = self.deps.store.clone();
         let room = self.backlog.clone().room_below(self.max_buffered / 2);
+        let work = self.deps.load(&self.core, load);
         let work = async move {
             room.await;
-            store.load(load, reader).await
+            work.await
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
-            act.step(ctx, |core, out| match (load, result) {
-                (Load::Open { since, .. }, Ok(Loaded::Opening(opening))) => {
-                    core.opened(since, opening, crate::db::now_ms(), out)
-                }
-                (Load::Page { upto, .. }, Ok(Loaded::Page(page))) => core.paged(page, upto, out),
-                (_, Err(e)) => {
-                    tracing::warn!(session_id = core.id(), user_id = ?core.user_id(), error = %e, "catch-up failed");
-                    core.load_failed(out)
-                }
-                (_, Ok(_)) => core.load_failed(out),
-            })
+            act.step(ctx, |core, out| core.loaded(load, result, out))
         }));
     }
 
@@ -226,13 +191,9 @@ impl SseSession {
     }
 
     fn register(&self, ctx: &mut Context<Self>) {
-        let connect = Connect {
-            user_id: self.core.user_id().clone(),
-            session_id: self.core.id(),
-            groups: self.core.groups().clone(),
-            addr: ctx.address().recipient(),
-            link: self.link.clone(),
-        };
+        let connect = self
+            .deps
+            .connect(&self.core, ctx.address().recipient(), self.link.clone());
         self.deps
             .registry
             .send(connect)
@@ -281,12 +242,7 @@ impl Actor for SseSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        let code = crate::metrics::close_code_label(self.closed_with);
-        METRICS.disconnects.with_label_values(&[code]).inc();
-        self.deps.registry.do_send(Disconnect {
-            user_id: self.core.user_id().clone(),
-            session_id: self.core.id(),
-        });
+        self.deps.ended(&self.core, self.closed_with);
         Running::Stop
     }
 }
