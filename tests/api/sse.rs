@@ -379,3 +379,35 @@ async fn a_read_in_a_websocket_tab_reaches_the_stream() {
         .await;
     assert_eq!(stream.next_of("read").await.data["ids"], json!([id]));
 }
+
+/// SIGTERM on a real herald process: the stream ends (so an EventSource
+/// reconnects by itself after the restart) and herald exits 0.
+#[actix_web::test]
+async fn sigterm_ends_the_stream_and_herald_exits_0() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let mut node = Node::start_with(&db, &["--shutdown-grace", "5"]);
+    let response = reqwest::Client::new()
+        .get(node.url("/sse?id=alice"))
+        .bearer_auth(user_token("alice"))
+        .send()
+        .await
+        .expect("request");
+    let mut stream = Stream::from_response(response);
+    stream.next_of("welcome").await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert!(stream.ended().await, "the stream ended");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(status) = node.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "herald did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}
