@@ -70,9 +70,18 @@ pub fn use_backend(backend: TestBackend) {
 }
 
 /// The PostgreSQL server to test against, or `None` after saying why not.
+///
+/// Without an `sslmode` of its own the URL gets `sslmode=disable`: the test
+/// server is on loopback, and libpq's TLS is OpenSSL, whose exit-time cleanup
+/// crashed the test process (SIGSEGV in libcrypto, after every test had
+/// passed) while a node's listener thread was still inside a TLS read.
 pub fn postgres_url() -> Option<String> {
     match std::env::var(POSTGRES_URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
+        Ok(url) if !url.is_empty() && url.contains("sslmode=") => Some(url),
+        Ok(url) if !url.is_empty() => {
+            let joiner = if url.contains('?') { '&' } else { '?' };
+            Some(format!("{url}{joiner}sslmode=disable"))
+        }
         _ => {
             eprintln!("skipped: {POSTGRES_URL_VAR} not set");
             None
