@@ -257,7 +257,7 @@ impl Application {
         let cluster = self.state.cluster.clone();
         let served = server.await;
         if let Some(cluster) = cluster {
-            cluster.shutdown();
+            cluster.stop_and_join(Duration::from_secs(3));
         }
         served
     }

@@ -368,7 +368,11 @@ async fn a_flush_waits_for_the_write_in_flight_and_writes_what_came_meanwhile() 
 
     let path = herald::db::sqlite_path(&app.state.settings.database_url).to_string();
     let mut locker = diesel::SqliteConnection::establish(&path).expect("second connection");
-    locker.batch_execute("BEGIN EXCLUSIVE").expect("lock");
+    // Waits its turn if herald is writing at this moment (a user's first
+    // connect writes), instead of failing at once.
+    locker
+        .batch_execute("PRAGMA busy_timeout = 5000; BEGIN EXCLUSIVE")
+        .expect("lock");
     let first = writer.send(Flush);
     // Let the first flush start (and block on the lock) before more comes.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -27,7 +27,7 @@ use actix::prelude::*;
 use listener::Listener;
 use node::Node;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Ids per read notification: PostgreSQL caps a payload at 8000 bytes.
 const READ_IDS_PER_NOTIFY: usize = 300;
@@ -39,6 +39,8 @@ pub struct ClusterHandle {
     pool: DbPool,
     listening: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// The listener thread, joined at exit.
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl ClusterHandle {
@@ -56,6 +58,24 @@ impl ClusterHandle {
     /// Stops the listener thread (it also stops when the actor system ends).
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops the listener and waits up to `within` for its thread to end,
+    /// so that the process does not exit while the thread is inside libpq
+    /// (with TLS, OpenSSL's exit-time cleanup would pull the ground from
+    /// under it).
+    pub fn stop_and_join(&self, within: std::time::Duration) {
+        self.shutdown();
+        let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + within;
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
     }
 
     /// Tells every node (this one included) what the user read; if that
@@ -113,6 +133,7 @@ pub async fn start(
         pool: pool.clone(),
         listening: Arc::new(AtomicBool::new(true)),
         stop: Arc::new(AtomicBool::new(false)),
+        thread: Arc::default(),
     };
     let node = Node::new(pool, registry, node_id.clone(), last_cursor).start();
     let listener = Listener {
@@ -122,10 +143,13 @@ pub async fn start(
         listening: handle.listening.clone(),
         stop: handle.stop.clone(),
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("herald-listener-{node_id}"))
         .spawn(move || listener.run(conn))
         .map_err(|e| DbError::Blocking(e.to_string()))?;
+    if let Ok(mut held) = handle.thread.lock() {
+        *held = Some(thread);
+    }
     tracing::info!(node = %node_id, cursor = last_cursor.0, "cluster node listening on PostgreSQL");
     Ok(handle)
 }
