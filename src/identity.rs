@@ -11,11 +11,12 @@
 //! are read from configurable claims (dot paths reach nested ones).
 
 use crate::claims::{Claims, TokenError};
+use crate::config::Settings;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Header, Validation};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Clock skew allowed between the identity provider and herald.
@@ -243,6 +244,47 @@ impl Jwks {
         }
         Ok(count)
     }
+}
+
+/// The identity provider from the settings, `None` when none is set. Its
+/// JWKS is fetched now and every 10 minutes (a failed fetch is logged and
+/// retried, never fatal: the provider may be down for a moment); a bad PEM
+/// file is an error.
+pub async fn from_settings(settings: &Settings) -> Result<Option<Arc<IdentityKeys>>, KeyError> {
+    if settings.jwt_public_key.is_none() && settings.jwks_url.is_none() {
+        return Ok(None);
+    }
+    let pem = settings
+        .jwt_public_key
+        .as_deref()
+        .map(pem_key)
+        .transpose()?;
+    let jwks = settings.jwks_url.as_deref().map(Jwks::new);
+    let rules = ClaimRules {
+        issuer: settings.jwt_issuer.clone(),
+        audience: settings.jwt_audience.clone(),
+        user_claim: settings.jwt_user_claim.clone(),
+        groups_claim: settings.jwt_groups_claim.clone(),
+    };
+    let identity = Arc::new(IdentityKeys::new(pem, jwks, rules));
+    if let Some(jwks) = identity.jwks() {
+        let _ = refresh(jwks).await;
+        let held = Arc::downgrade(&identity);
+        actix_web::rt::spawn(async move {
+            let mut every = actix_web::rt::time::interval(REFETCH_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let Some(identity) = held.upgrade() else {
+                    return;
+                };
+                if let Some(jwks) = identity.jwks() {
+                    let _ = refresh(jwks).await;
+                }
+            }
+        });
+    }
+    Ok(Some(identity))
 }
 
 /// Fetches the JWKS and installs its keys; a failure keeps the last good

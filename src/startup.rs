@@ -62,46 +62,14 @@ pub fn load_secrets(pool: &DbPool, settings: &Settings) -> Result<Secrets, db::D
     })
 }
 
-/// herald's own token keys, and the identity provider's when configured
-/// (its JWKS fetched now and every 10 minutes; a failed fetch is logged and
-/// retried, never fatal: the provider may be down for a moment).
+/// herald's own token keys, and the identity provider's when configured.
 async fn token_keys(settings: &Settings, secret: &str) -> Result<TokenKeys, StartError> {
     let keys = TokenKeys::new(secret);
-    if settings.jwt_public_key.is_none() && settings.jwks_url.is_none() {
-        return Ok(keys);
-    }
-    let pem = match &settings.jwt_public_key {
-        Some(path) => {
-            Some(identity::pem_key(path).map_err(|e| StartError::Settings(e.to_string()))?)
-        }
-        None => None,
-    };
-    let jwks = settings.jwks_url.as_deref().map(identity::Jwks::new);
-    let rules = identity::ClaimRules {
-        issuer: settings.jwt_issuer.clone(),
-        audience: settings.jwt_audience.clone(),
-        user_claim: settings.jwt_user_claim.clone(),
-        groups_claim: settings.jwt_groups_claim.clone(),
-    };
-    let identity = Arc::new(identity::IdentityKeys::new(pem, jwks, rules));
-    if let Some(jwks) = identity.jwks() {
-        let _ = identity::refresh(jwks).await;
-        let held = Arc::downgrade(&identity);
-        actix_web::rt::spawn(async move {
-            let mut every = actix_web::rt::time::interval(identity::REFETCH_EVERY);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                let Some(identity) = held.upgrade() else {
-                    return;
-                };
-                if let Some(jwks) = identity.jwks() {
-                    let _ = identity::refresh(jwks).await;
-                }
-            }
-        });
-    }
-    Ok(keys.with_identity(identity))
+    Ok(match identity::from_settings(settings).await {
+        Ok(Some(identity)) => keys.with_identity(identity),
+        Ok(None) => keys,
+        Err(e) => return Err(StartError::Settings(e.to_string())),
+    })
 }
 
 /// Whether start-up brings the database schema up to date.
