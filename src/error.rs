@@ -1,11 +1,13 @@
 //! One error type for the REST API, rendered as
-//! `{"error":{"code":"snake_case","message":"...","field":"..."}}`.
+//! `{"error":{"code":"snake_case","message":"...","field":"...","details":[..]}}`
+//! (`ErrorBody`, which the API document shows).
 
 use crate::db::DbError;
 use crate::domain::FieldError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -33,6 +35,27 @@ pub enum AppError {
     Unavailable(#[source] DbError),
     #[error("internal error")]
     Internal(String),
+}
+
+/// Every REST error's body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable snake_case code, e.g. `unauthorized`, `not_found`,
+    /// `validation_failed`, `invalid_query`, `not_scheduled`.
+    pub code: &'static str,
+    /// For people; may change.
+    pub message: String,
+    /// The request field at fault, when there is one (the first, on 422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every refused field (422 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<FieldError>>,
 }
 
 impl AppError {
@@ -104,17 +127,20 @@ impl ResponseError for AppError {
             AppError::Internal(cause) => tracing::error!(error = %cause, "request failed"),
             _ => {}
         }
-        let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        let mut error = ErrorDetail {
+            code: self.code(),
+            message: self.to_string(),
+            field: None,
+            details: None,
+        };
         match self {
-            AppError::BadRequest {
-                field: Some(field), ..
-            } => error["field"] = json!(field),
+            AppError::BadRequest { field, .. } => error.field = field.clone(),
             AppError::Validation(fields) => {
                 if let Some(first) = fields.first() {
-                    error["field"] = json!(first.field);
-                    error["message"] = json!(format!("{} {}", first.field, first.message));
+                    error.field = Some(first.field.clone());
+                    error.message = format!("{} {}", first.field, first.message);
                 }
-                error["details"] = json!(fields);
+                error.details = Some(fields.clone());
             }
             _ => {}
         }
@@ -122,6 +148,6 @@ impl ResponseError for AppError {
         if matches!(self, AppError::Unauthorized(_)) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        response.json(json!({ "error": error }))
+        response.json(ErrorBody { error })
     }
 }

@@ -135,15 +135,18 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// An announcement as clients and the inbox see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AnnouncementView {
     pub id: AnnouncementId,
     pub title: String,
     pub content: String,
     pub level: Level,
     pub link: Option<String>,
+    /// RFC 3339: when it was published.
     pub publish_at: String,
+    /// RFC 3339.
     pub expires_at: Option<String>,
+    /// Its place in publish order: resume after it with `since`.
     pub cursor: Option<Cursor>,
 }
 

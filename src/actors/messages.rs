@@ -116,13 +116,13 @@ pub struct CloseAll {
     pub reason: &'static str,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct UserPresence {
     pub user_id: String,
     pub sessions: usize,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PresenceSnapshot {
     pub users: Vec<UserPresence>,
     pub total_users: usize,

@@ -4,9 +4,10 @@
 
 use super::{AnnouncementId, Audience, AudienceKind, AudienceSummary, Cursor};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// How loudly an announcement asks for attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     #[default]
@@ -36,7 +37,8 @@ impl Level {
 
 /// Lifecycle of an announcement: scheduled → published → retracted, or
 /// scheduled → cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     Scheduled,
     Published,

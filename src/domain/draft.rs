@@ -3,6 +3,7 @@
 
 use super::{parse_time, Audience, Level};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 /// Bounds on what an admin may submit (configurable, see `config.rs`).
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +23,8 @@ impl Default for DraftLimits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One refused field of a request, in the error's `details`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -42,8 +44,9 @@ impl FieldError {
     }
 }
 
-/// The audience as it arrives, before we know it names exactly one kind.
-#[derive(Debug, Default, Deserialize)]
+/// The audience as it arrives, before we know it names exactly one kind:
+/// `{"all": true}`, `{"users": [..]}` or `{"groups": [..]}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceInput {
     pub all: Option<bool>,
@@ -51,29 +54,39 @@ pub struct AudienceInput {
     pub groups: Option<Vec<String>>,
 }
 
-/// `POST /api/announcements` body.
-#[derive(Debug, Deserialize)]
+/// `POST /api/announcements` body. Each field is checked and every refused
+/// one reported (422 with `details`); `title`, `content` and `audience` are
+/// required.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateInput {
     pub title: Option<String>,
     pub content: Option<String>,
+    /// `info` (default), `warning` or `critical`.
     pub level: Option<String>,
+    /// An http(s) URL or a path on this site.
     pub link: Option<String>,
     pub audience: Option<AudienceInput>,
+    /// RFC 3339; absent or in the past means now.
     pub publish_at: Option<String>,
+    /// RFC 3339, after `publish_at`.
     pub expires_at: Option<String>,
 }
 
 /// `PATCH /api/announcements/{id}` body: every field optional; `link` and
 /// `expires_at` may be set to null to clear them.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct PatchInput {
     pub title: Option<String>,
     pub content: Option<String>,
+    /// `info`, `warning` or `critical`.
     pub level: Option<String>,
+    /// null clears it.
     #[serde(default, deserialize_with = "double_option")]
     pub link: Option<Option<String>>,
     pub audience: Option<AudienceInput>,
+    /// RFC 3339.
     pub publish_at: Option<String>,
+    /// RFC 3339; null clears it.
     #[serde(default, deserialize_with = "double_option")]
     pub expires_at: Option<Option<String>>,
 }

@@ -27,7 +27,8 @@ pub enum Audience {
 
 /// Which of the three audiences an announcement has, without its values:
 /// what the announcement itself records, while the values are kept apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum AudienceKind {
     All,
     Users,
@@ -129,13 +130,46 @@ impl AudienceSummary {
     /// `Audience::to_json` of the sample; when values were cut off it adds
     /// `"count"` and `"truncated": true`.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut json = self.sample.to_json();
-        if self.count > self.sample.values().len() as i64 {
-            json["count"] = serde_json::json!(self.count);
-            json["truncated"] = serde_json::json!(true);
-        }
-        json
+        serde_json::to_value(self.view()).unwrap_or_default()
     }
+
+    /// The summary as the API shows it (see `AudienceView`).
+    pub fn view(&self) -> AudienceView {
+        let values = |v: &Vec<String>| Some(v.clone());
+        let cut = self.count > self.sample.values().len() as i64;
+        AudienceView {
+            all: matches!(self.sample, Audience::All).then_some(true),
+            users: match &self.sample {
+                Audience::Users(v) => values(v),
+                _ => None,
+            },
+            groups: match &self.sample {
+                Audience::Groups(v) => values(v),
+                _ => None,
+            },
+            count: cut.then_some(self.count),
+            truncated: cut.then_some(true),
+        }
+    }
+}
+
+/// An audience in the admin API's answers: exactly one of `all`, `users`
+/// and `groups`, as it was given. A listing shows at most the first
+/// `AUDIENCE_SAMPLE` values; when it cut some off it adds `count` and
+/// `truncated`, and the rest are paged from `/api/announcements/{id}/audience`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct AudienceView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// How many values the whole audience names, when this shows only the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
 }
 
 /// Renders stored epoch milliseconds as RFC 3339 UTC with milliseconds.

@@ -2,20 +2,24 @@
 //! retract, their audience page by page), presence, and user tokens for host
 //! apps and the demo.
 
+use super::admin_views::{
+    view, AdminAnnouncement, AnnouncementPage, AudiencePage, MintedToken, Presence,
+    UserPresenceView,
+};
 use super::auth::AdminAuth;
 use crate::actors::messages::{GetPresence, GetUserSessions, Wake};
 use crate::db::announcements::{ChangeOutcome, WithdrawOutcome};
 use crate::db::{self};
 use crate::domain::draft::{CreateInput, PatchInput};
 use crate::domain::{
-    rfc3339, Announcement, AnnouncementDraft, AnnouncementId, AnnouncementPatch, AudienceSummary,
+    rfc3339, AnnouncementDraft, AnnouncementId, AnnouncementPatch, AudienceSummary,
     FullAnnouncement, Status,
 };
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -35,35 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/tokens", web::post().to(mint_token));
 }
 
-/// The admin's view of an announcement; `counts` are (delivered, read).
-/// The audience is a summary: the full list is paged from `/audience`.
-pub fn view(a: &Announcement, audience: &AudienceSummary, counts: (i64, i64)) -> Value {
-    json!({
-        "id": a.id,
-        "title": a.title,
-        "content": a.content,
-        "level": a.level.as_str(),
-        "link": a.link,
-        "audience": audience.to_json(),
-        "status": a.status.as_str(),
-        "publish_at": rfc3339(a.publish_at),
-        "expires_at": a.expires_at.map(rfc3339),
-        "created_at": rfc3339(a.created_at),
-        "updated_at": rfc3339(a.updated_at),
-        "published_at": a.published_at.map(rfc3339),
-        "retracted_at": a.retracted_at.map(rfc3339),
-        "cursor": a.cursor,
-        "stats": {
-            "targeted": a.targeted,
-            "online_at_publish": a.online_at_publish,
-            "delivered": counts.0,
-            "read": counts.1,
-        },
-    })
-}
-
 /// The view of an announcement just written, before any receipts.
-fn fresh_view(full: &FullAnnouncement) -> Value {
+fn fresh_view(full: &FullAnnouncement) -> AdminAnnouncement {
     view(
         &full.announcement,
         &AudienceSummary::of(&full.audience),
@@ -77,6 +54,15 @@ fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
         .map_err(|_| AppError::NotFound(format!("announcement {raw}")))
 }
 
+/// Creates an announcement, published at `publish_at` (now when absent or past).
+#[utoipa::path(post, path = "/api/announcements", tag = "admin",
+    security(("admin_token" = [])),
+    request_body = CreateInput,
+    responses(
+        (status = 201, description = "Created", body = AdminAnnouncement,
+            headers(("Location" = String, description = "/api/announcements/{id}"))),
+        (status = 422, description = "A field is refused", body = ErrorBody),
+    ))]
 async fn create(
     _: AdminAuth,
     state: web::Data<AppState>,
@@ -99,13 +85,25 @@ async fn create(
         .json(fresh_view(&full)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `scheduled`, `published`, `cancelled` or `retracted`.
     status: Option<String>,
+    /// 1 to 500, default 50.
     limit: Option<i64>,
+    /// The previous page's `next_before`.
     before: Option<i64>,
 }
 
+/// Lists announcements, newest first, page by page.
+#[utoipa::path(get, path = "/api/announcements", tag = "admin",
+    security(("admin_token" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page", body = AnnouncementPage),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
+    ))]
 async fn list(
     _: AdminAuth,
     state: web::Data<AppState>,
@@ -133,16 +131,24 @@ async fn list(
     let next_before = (items.len() as i64 == limit)
         .then(|| items.last().map(|s| s.announcement.id))
         .flatten();
-    let items: Vec<Value> = items
+    let items = items
         .iter()
         .map(|s| {
             let counts = counts.get(&s.announcement.id).copied().unwrap_or_default();
             view(&s.announcement, &s.audience, counts)
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_before": next_before })))
+    Ok(HttpResponse::Ok().json(AnnouncementPage { items, next_before }))
 }
 
+/// One announcement with its delivery and read counts.
+#[utoipa::path(get, path = "/api/announcements/{id}", tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "The announcement's id")),
+    responses(
+        (status = 200, description = "The announcement", body = AdminAnnouncement),
+        (status = 404, description = "No such announcement", body = ErrorBody),
+    ))]
 async fn get(
     _: AdminAuth,
     state: web::Data<AppState>,
@@ -161,9 +167,12 @@ async fn get(
     Ok(HttpResponse::Ok().json(view(&found.announcement, &found.audience, counts)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AudienceQuery {
+    /// 1 to 1000, default 500.
     limit: Option<i64>,
+    /// The previous page's `next_after`.
     after: Option<String>,
 }
 
@@ -173,6 +182,14 @@ const MAX_AUDIENCE_PAGE: i64 = 1_000;
 
 /// The whole audience, page by page in order: `next_after` is the `after`
 /// of the next page, null on the last one.
+#[utoipa::path(get, path = "/api/announcements/{id}/audience", tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "The announcement's id"), AudienceQuery),
+    responses(
+        (status = 200, description = "A page", body = AudiencePage),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
+        (status = 404, description = "No such announcement", body = ErrorBody),
+    ))]
 async fn audience(
     _: AdminAuth,
     state: web::Data<AppState>,
@@ -201,14 +218,25 @@ async fn audience(
     let next_after = (values.len() as i64 == limit)
         .then(|| values.last().cloned())
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({
-        "id": id,
-        "kind": kind.as_str(),
-        "values": values,
-        "next_after": next_after,
-    })))
+    Ok(HttpResponse::Ok().json(AudiencePage {
+        id,
+        kind,
+        values,
+        next_after,
+    }))
 }
 
+/// Changes a scheduled announcement (only the fields sent).
+#[utoipa::path(patch, path = "/api/announcements/{id}", tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "The announcement's id")),
+    request_body = PatchInput,
+    responses(
+        (status = 200, description = "Changed", body = AdminAnnouncement),
+        (status = 404, description = "No such announcement", body = ErrorBody),
+        (status = 409, description = "Not scheduled any more (`not_scheduled`)", body = ErrorBody),
+        (status = 422, description = "A field is refused", body = ErrorBody),
+    ))]
 async fn patch(
     _: AdminAuth,
     state: web::Data<AppState>,
@@ -242,6 +270,15 @@ async fn patch(
     }
 }
 
+/// Cancels a scheduled announcement or retracts a published one (taken
+/// back from every inbox and open tab); repeating it changes nothing.
+#[utoipa::path(delete, path = "/api/announcements/{id}", tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "The announcement's id")),
+    responses(
+        (status = 200, description = "Cancelled or retracted", body = AdminAnnouncement),
+        (status = 404, description = "No such announcement", body = ErrorBody),
+    ))]
 async fn withdraw(
     _: AdminAuth,
     state: web::Data<AppState>,
@@ -269,6 +306,10 @@ async fn withdraw(
     Ok(HttpResponse::Ok().json(fresh_view(&full)))
 }
 
+/// Users connected to this node and their session counts.
+#[utoipa::path(get, path = "/api/presence", tag = "admin",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "This node's presence", body = Presence)))]
 async fn presence(_: AdminAuth, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let snapshot = state
         .registry
@@ -277,15 +318,18 @@ async fn presence(_: AdminAuth, state: web::Data<AppState>) -> Result<HttpRespon
         .map_err(|e| AppError::Internal(e.to_string()))?;
     // Presence is per node: sessions live in each node's registry, and a
     // cluster-wide count would need every node to write every connect.
-    Ok(HttpResponse::Ok().json(json!({
-        "scope": "node",
-        "node": state.cluster.as_ref().map(|c| c.node()),
-        "users": snapshot.users,
-        "total_users": snapshot.total_users,
-        "total_sessions": snapshot.total_sessions,
-    })))
+    Ok(HttpResponse::Ok().json(Presence {
+        scope: "node",
+        node: state.cluster.as_ref().map(|c| c.node().to_string()),
+        snapshot,
+    }))
 }
 
+/// Whether a user has sessions on this node.
+#[utoipa::path(get, path = "/api/presence/{user_id}", tag = "admin",
+    security(("admin_token" = [])),
+    params(("user_id" = String, Path, description = "The user's id")),
+    responses((status = 200, description = "The user's sessions here", body = UserPresenceView)))]
 async fn user_presence(
     _: AdminAuth,
     state: web::Data<AppState>,
@@ -297,23 +341,33 @@ async fn user_presence(
         .send(GetUserSessions(user_id.clone()))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "scope": "node",
-        "node": state.cluster.as_ref().map(|c| c.node()),
-        "user_id": user_id,
-        "online": sessions > 0,
-        "sessions": sessions,
-    })))
+    Ok(HttpResponse::Ok().json(UserPresenceView {
+        scope: "node",
+        node: state.cluster.as_ref().map(|c| c.node().to_string()),
+        user_id,
+        online: sessions > 0,
+        sessions,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /api/tokens` body.
+#[derive(Debug, Deserialize, ToSchema)]
 struct TokenRequest {
     user_id: String,
     #[serde(default)]
     groups: Vec<String>,
+    /// Lifetime; default `--token-ttl`, at most 366 days.
     ttl_seconds: Option<u64>,
 }
 
+/// Mints a user token for a host app's backend or the demo.
+#[utoipa::path(post, path = "/api/tokens", tag = "admin",
+    security(("admin_token" = [])),
+    request_body = TokenRequest,
+    responses(
+        (status = 201, description = "Minted", body = MintedToken),
+        (status = 422, description = "A field is refused", body = ErrorBody),
+    ))]
 async fn mint_token(
     _: AdminAuth,
     state: web::Data<AppState>,
@@ -329,10 +383,10 @@ async fn mint_token(
         .keys
         .mint(&user_id, &body.groups, ttl)
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(HttpResponse::Created().json(json!({
-        "token": token,
-        "user_id": claims.sub,
-        "groups": claims.groups,
-        "expires_at": rfc3339(claims.exp as i64 * 1000),
-    })))
+    Ok(HttpResponse::Created().json(MintedToken {
+        token,
+        user_id: claims.sub,
+        groups: claims.groups,
+        expires_at: rfc3339(claims.exp as i64 * 1000),
+    }))
 }

@@ -8,14 +8,47 @@ use crate::metrics::METRICS;
 use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
 use diesel::prelude::*;
-use serde_json::json;
+use serde::Serialize;
 use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
 
-#[get("/healthz")]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
 }
 
+/// The process answers (liveness).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    /// `ok`, or why the database did not answer.
+    database: String,
+    /// `ok` or `stalled`.
+    scheduler: &'static str,
+    /// This node's name (PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    /// `ok` or `reconnecting`: the cluster listener (PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listener: Option<&'static str>,
+}
+
+/// Ready for traffic: the database answers, the scheduler ticks and (on
+/// PostgreSQL) the cluster listener is connected.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready", body = Readiness),
+    ))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = db::run(&state.pool, |conn| {
@@ -31,15 +64,19 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let listener_ok = state.cluster.as_ref().is_none_or(|c| c.is_listening());
     let database_ok = database.is_ok();
     let ready = database_ok && scheduler_ok && listener_ok;
-    let mut body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "database": if database_ok { "ok".to_string() } else { database.err().map(|e| e.to_string()).unwrap_or_default() },
-        "scheduler": if scheduler_ok { "ok" } else { "stalled" },
-    });
-    if let Some(cluster) = &state.cluster {
-        body["node"] = json!(cluster.node());
-        body["listener"] = json!(if listener_ok { "ok" } else { "reconnecting" });
-    }
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        database: match database {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        },
+        scheduler: if scheduler_ok { "ok" } else { "stalled" },
+        node: state.cluster.as_ref().map(|c| c.node().to_string()),
+        listener: state
+            .cluster
+            .as_ref()
+            .map(|_| if listener_ok { "ok" } else { "reconnecting" }),
+    };
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -47,6 +84,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "text/plain; version=0.0.4")))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.pool.state();

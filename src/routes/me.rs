@@ -6,13 +6,13 @@ use crate::actors::messages::{ReadSync, Record};
 use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::db::{self};
 use crate::domain::{AnnouncementId, Cursor};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::protocol::AnnouncementView;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
 /// The user API's routes, under `/api/me`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -23,13 +23,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/receipts", web::post().to(receipts));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct InboxQuery {
+    /// Only the unread ones.
     unread: Option<bool>,
+    /// 1 to 500, default 50.
     limit: Option<i64>,
+    /// The previous page's `next_before` (a cursor).
     before: Option<i64>,
 }
 
+/// An announcement in my inbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxItem {
+    #[serde(flatten)]
+    announcement: AnnouncementView,
+    read: bool,
+}
+
+/// A page of my inbox, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxPage {
+    items: Vec<InboxItem>,
+    /// `before` for the next page; null on the last one.
+    next_before: Option<Cursor>,
+}
+
+/// My inbox: what was published for me and has not expired, newest first.
+#[utoipa::path(get, path = "/api/me/inbox", tag = "user",
+    security(("user_jwt" = [])),
+    params(InboxQuery),
+    responses(
+        (status = 200, description = "A page", body = InboxPage),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
+    ))]
 async fn inbox(
     UserAuth(claims): UserAuth,
     state: web::Data<AppState>,
@@ -53,18 +81,25 @@ async fn inbox(
     let next_before = (items.len() as i64 == limit)
         .then(|| items.last().and_then(|i| i.announcement.cursor))
         .flatten();
-    let items: Vec<serde_json::Value> = items
+    let items = items
         .iter()
-        .map(|item| {
-            let mut v = serde_json::to_value(AnnouncementView::from(&item.announcement))
-                .unwrap_or_default();
-            v["read"] = json!(item.read);
-            v
+        .map(|item| InboxItem {
+            announcement: AnnouncementView::from(&item.announcement),
+            read: item.read,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_before": next_before })))
+    Ok(HttpResponse::Ok().json(InboxPage { items, next_before }))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnreadCount {
+    unread: i64,
+}
+
+/// How many announcements in my inbox I have not read.
+#[utoipa::path(get, path = "/api/me/unread-count", tag = "user",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "The count", body = UnreadCount)))]
 async fn unread_count(
     UserAuth(claims): UserAuth,
     state: web::Data<AppState>,
@@ -73,7 +108,7 @@ async fn unread_count(
         db::receipts::unread_count(conn, &claims.sub, &claims.groups, db::now_ms())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "unread": unread })))
+    Ok(HttpResponse::Ok().json(UnreadCount { unread }))
 }
 
 /// Writes read receipts now (not batched: the caller waits for the answer)
@@ -109,6 +144,21 @@ async fn mark_read(
     Ok(outcome.accepted)
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkedRead {
+    id: AnnouncementId,
+    /// Always true.
+    read: bool,
+}
+
+/// Marks one announcement read, here and in my other tabs.
+#[utoipa::path(post, path = "/api/me/inbox/{id}/read", tag = "user",
+    security(("user_jwt" = [])),
+    params(("id" = i64, Path, description = "The announcement's id")),
+    responses(
+        (status = 200, description = "Read", body = MarkedRead),
+        (status = 404, description = "Not in my inbox", body = ErrorBody),
+    ))]
 async fn read_one(
     UserAuth(claims): UserAuth,
     state: web::Data<AppState>,
@@ -124,9 +174,19 @@ async fn read_one(
             "announcement {id} in your inbox"
         )));
     }
-    Ok(HttpResponse::Ok().json(json!({ "id": id, "read": true })))
+    Ok(HttpResponse::Ok().json(MarkedRead { id, read: true }))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkedAll {
+    /// How many were unread.
+    marked: usize,
+}
+
+/// Marks everything in my inbox read.
+#[utoipa::path(post, path = "/api/me/inbox/read-all", tag = "user",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "Read", body = MarkedAll)))]
 async fn read_all(
     UserAuth(claims): UserAuth,
     state: web::Data<AppState>,
@@ -141,19 +201,35 @@ async fn read_all(
     } else {
         mark_read(&state, claims.sub, claims.groups, ids).await?
     };
-    Ok(HttpResponse::Ok().json(json!({ "marked": marked })))
+    Ok(HttpResponse::Ok().json(MarkedAll { marked }))
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /api/me/receipts` body: at most 1000 ids in each list.
+#[derive(Debug, Deserialize, ToSchema)]
 struct ReceiptsInput {
+    /// Announcements this client received.
     #[serde(default)]
     delivered: Vec<AnnouncementId>,
+    /// Announcements the user read.
     #[serde(default)]
     read: Vec<AnnouncementId>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queued {
+    /// Receipts queued for writing.
+    queued: usize,
+}
+
 /// Receipts without a socket (an event-stream client): the same batching
 /// writer and rules as `ack` and `read` frames; reads reach every tab.
+#[utoipa::path(post, path = "/api/me/receipts", tag = "user",
+    security(("user_jwt" = [])),
+    request_body = ReceiptsInput,
+    responses(
+        (status = 202, description = "Queued", body = Queued),
+        (status = 422, description = "Too many ids", body = ErrorBody),
+    ))]
 async fn receipts(
     UserAuth(claims): UserAuth,
     state: web::Data<AppState>,
@@ -188,5 +264,5 @@ async fn receipts(
             origin: None,
         });
     }
-    Ok(HttpResponse::Accepted().json(json!({ "queued": queued })))
+    Ok(HttpResponse::Accepted().json(Queued { queued }))
 }

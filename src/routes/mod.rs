@@ -2,6 +2,7 @@
 //! and user REST APIs, health, and the embedded demo pages.
 
 pub mod admin;
+pub mod admin_views;
 pub mod admission;
 pub mod auth;
 pub mod cors;
@@ -9,6 +10,7 @@ pub mod frame_guard;
 pub mod health;
 pub mod me;
 pub mod middleware;
+pub mod openapi;
 pub mod sse;
 pub mod static_files;
 pub mod ws;
@@ -37,6 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
                 .wrap(actix_web::middleware::from_fn(cors::preflight_no_content))
                 .configure(me::configure),
         )
+        // Before the `/api` scope, which would otherwise answer it 404.
+        .route("/api/openapi.json", web::get().to(openapi::document))
         .service(web::scope("/api").configure(admin::configure))
         .configure(static_files::configure);
 }
