@@ -513,14 +513,18 @@ impl Node {
     }
 
     /// As `start_with`, with a last say over the command (its environment).
+    /// Binds port 0 unless `extra` names a `--bind`.
     pub fn start_configured(
         db: &str,
         extra: &[&str],
         configure: impl FnOnce(&mut Command),
     ) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        if !extra.contains(&"--bind") {
+            command.args(["--bind", "127.0.0.1:0"]);
+        }
         command
-            .args(["--bind", "127.0.0.1:0", "--database-url", db])
+            .args(["--database-url", db])
             .args(["--poll-interval-ms", "200", "--workers", "1"])
             .args(["--db-pool-size", "6"])
             .args(extra)
