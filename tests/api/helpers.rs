@@ -519,7 +519,11 @@ impl Node {
         extra: &[&str],
         configure: impl FnOnce(&mut Command),
     ) -> Node {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        // `HERALD_TEST_BIN` runs the child-process tests against another
+        // herald binary (an older build, to show a test fails without a fix).
+        let bin = std::env::var("HERALD_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_herald").to_string());
+        let mut command = Command::new(bin);
         if !extra.contains(&"--bind") {
             command.args(["--bind", "127.0.0.1:0"]);
         }
