@@ -5,10 +5,12 @@
 use crate::actors::catch_up::CatchUpStore;
 use crate::actors::cluster;
 use crate::actors::fanout::Fanout;
-use crate::actors::messages::CloseAll;
+use crate::actors::messages::{CloseAll, Flush};
+use crate::actors::newest::NewestCursor;
 use crate::actors::receipts::ReceiptWriter;
 use crate::actors::registry::Registry;
 use crate::actors::scheduler::Scheduler;
+use crate::actors::users::UserWriter;
 use crate::auth::{random_secret, TokenKeys};
 use crate::config::Settings;
 use crate::db::{self, settings as stored, DbPool};
@@ -94,44 +96,76 @@ async fn open_pool(settings: &Settings, schema: Schema) -> Result<DbPool, StartE
     .map_err(|e| db::DbError::Blocking(e.to_string()))??)
 }
 
+/// Connections of the background pool: the scheduler, the receipt writer,
+/// the known-user writer and the cluster's node actor each run one job at
+/// a time. Request traffic (handshakes, REST) never takes these, so a
+/// connection storm cannot starve a claim; the storm queues on the main
+/// pool's catch-up permits instead (see `actors::catch_up`).
+pub const BACKGROUND_POOL_SIZE: u32 = 4;
+
+/// The background pool, beside the main one (the schema is migrated).
+async fn open_background_pool(settings: &Settings) -> Result<DbPool, StartError> {
+    let url = settings.database_url.clone();
+    let busy = settings.db_busy_timeout_ms;
+    Ok(actix_web::rt::task::spawn_blocking(move || {
+        db::open(&url, BACKGROUND_POOL_SIZE, busy)
+    })
+    .await
+    .map_err(|e| db::DbError::Blocking(e.to_string()))??)
+}
+
 /// Starts the actors once, before the HTTP server: the registry, the
 /// cluster link (PostgreSQL; listening before the scheduler's first claim),
-/// the fan-out chosen for the backend, the scheduler and the receipt writer.
+/// the fan-out chosen for the backend, the scheduler and the two writers.
+/// The newest cursor is seeded before anything is published: from the
+/// cluster's first read on PostgreSQL, from the table on SQLite.
 async fn start_actors(
     pool: DbPool,
     settings: Arc<Settings>,
     keys: TokenKeys,
     secrets: &Secrets,
 ) -> Result<AppState, StartError> {
-    let registry = Registry::new(settings.max_sessions_per_user, settings.max_queued_bytes).start();
+    let background = open_background_pool(&settings).await?;
+    let newest = NewestCursor::default();
+    let registry = Registry::new(settings.max_sessions_per_user, settings.max_queued_bytes)
+        .with_newest(newest.clone())
+        .start();
     let cluster = match db::Backend::of(&settings.database_url) {
         db::Backend::Postgres => {
-            Some(cluster::start(&settings.database_url, pool.clone(), registry.clone()).await?)
+            let join = cluster::Join {
+                pool: pool.clone(),
+                background: background.clone(),
+                registry: registry.clone(),
+                newest: newest.clone(),
+            };
+            Some(cluster::start(&settings.database_url, join).await?)
         }
-        db::Backend::Sqlite => None,
+        db::Backend::Sqlite => {
+            newest.advance(db::run(&background, db::timeline::latest_cursor).await?);
+            None
+        }
     };
     let fanout = match &cluster {
         Some(handle) => Fanout::cluster(registry.clone(), handle.clone()),
         None => Fanout::local(registry.clone()),
     };
+    let flush_every = Duration::from_millis(settings.receipt_flush_ms.max(1));
+    let users = UserWriter::new(background.clone(), flush_every).start();
     let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
     let scheduler_failing = Arc::new(AtomicBool::new(false));
     let scheduler = Scheduler::new(
-        pool.clone(),
+        background.clone(),
         fanout.clone(),
         settings.poll_interval(),
         scheduler_alive.clone(),
     )
     .with_failure_flag(scheduler_failing.clone())
+    .with_users(users.clone())
     .start();
-    let receipts = ReceiptWriter::new(
-        pool.clone(),
-        fanout.clone(),
-        Duration::from_millis(settings.receipt_flush_ms.max(1)),
-    )
-    .start();
+    let receipts = ReceiptWriter::new(background, fanout.clone(), flush_every).start();
+    let permits = settings.db_pool_size as usize / 2;
     Ok(AppState {
-        catch_up: CatchUpStore::new(pool.clone(), settings.db_pool_size as usize / 2),
+        catch_up: CatchUpStore::new(pool.clone(), permits, newest.clone(), users.clone()),
         connect_limiter: Arc::new(crate::limits::ConnectLimiter::new(
             settings.max_connects_per_ip,
         )),
@@ -142,6 +176,8 @@ async fn start_actors(
         registry,
         scheduler,
         receipts,
+        users,
+        newest,
         scheduler_alive,
         scheduler_failing,
         cluster,
@@ -246,7 +282,11 @@ pub async fn shutdown(state: &AppState, handle: &ServerHandle) {
         .await
         .unwrap_or(0);
     let grace = Duration::from_secs(state.settings.shutdown_grace);
-    match tokio::time::timeout(grace, state.receipts.send(crate::actors::messages::Flush)).await {
+    let flushed = async {
+        let _ = state.users.send(Flush).await;
+        state.receipts.send(Flush).await
+    };
+    match tokio::time::timeout(grace, flushed).await {
         Ok(Ok(written)) => tracing::info!(
             sessions = closed,
             receipts = written,

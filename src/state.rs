@@ -5,10 +5,12 @@
 use crate::actors::catch_up::CatchUpStore;
 use crate::actors::cluster::ClusterHandle;
 use crate::actors::fanout::Fanout;
+use crate::actors::newest::NewestCursor;
 use crate::actors::receipts::ReceiptWriter;
 use crate::actors::registry::Registry;
 use crate::actors::scheduler::Scheduler;
 use crate::actors::session::SessionDeps;
+use crate::actors::users::UserWriter;
 use crate::auth::TokenKeys;
 use crate::config::Settings;
 use crate::db::DbPool;
@@ -25,10 +27,14 @@ pub struct AppState {
     pub registry: Addr<Registry>,
     pub scheduler: Addr<Scheduler>,
     pub receipts: Addr<ReceiptWriter>,
+    /// Notes who connected, in batches.
+    pub users: Addr<UserWriter>,
+    /// The newest cursor routed to this node's registry.
+    pub newest: NewestCursor,
     pub scheduler_alive: Arc<AtomicI64>,
     pub scheduler_failing: Arc<AtomicBool>,
     pub connect_limiter: Arc<crate::limits::ConnectLimiter>,
-    /// Where sessions' catch-ups load from, with at most half the pool.
+    /// Where sessions' catch-ups load from, with at most half the main pool.
     pub catch_up: CatchUpStore,
     /// This node's link to the others; `None` on SQLite (one node).
     pub cluster: Option<ClusterHandle>,

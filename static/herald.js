@@ -50,7 +50,9 @@ const SEEN_LIMIT = 500;
 /** Close codes after which retrying cannot help: the state they end in. */
 const FINAL_CLOSE = { 4001: 'unauthorized', 4003: 'forbidden' };
 /** Close codes that ask us to come back later: minimum delay before reconnecting (ms). */
-const MIN_RETRY_DELAY = { 1001: 1000, 4029: 5000 };
+const MIN_RETRY_DELAY = { 1001: 1000, 1013: 1000, 4029: 5000 };
+/** The server's own jittered delay in a close reason: `... reconnect in 2345 ms`. */
+const RECONNECT_HINT = /reconnect in (\d+) ms/;
 
 export class HeraldClient {
   constructor({
@@ -493,9 +495,14 @@ export class HeraldClient {
     // Full jitter: uniformly random in [0, min(max, base * 2^attempt)). A server that asked us
     // to back off (1001 shutdown, 4029 too many) gets a floor, with the jitter spread above it
     // so that every client of a restarting node doesn't come back in the same instant.
+    // A close reason with `reconnect in N ms` (1001, 1013) carries the server's own jittered
+    // delay: wait at least that long, so a restarted node's clients come back spread out.
     const cap = Math.min(this.maxBackoffMs, this.baseBackoffMs * 2 ** this._attempt);
     const floor = MIN_RETRY_DELAY[code] ?? 0;
-    const delay = floor + Math.random() * Math.max(cap, floor);
+    const hint = Number(RECONNECT_HINT.exec(reason ?? '')?.[1] ?? NaN);
+    const delay = Number.isFinite(hint)
+      ? Math.min(Math.max(hint, floor), this.maxBackoffMs) + Math.random() * cap
+      : floor + Math.random() * Math.max(cap, floor);
     this._attempt += 1;
     this._setState('reconnecting');
     this._retryTimer = setTimeout(() => {

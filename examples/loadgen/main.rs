@@ -10,6 +10,7 @@
 
 mod clients;
 mod floor;
+mod storm;
 
 use clap::{Parser, Subcommand};
 use clients::{Plan, Stats};
@@ -75,6 +76,34 @@ enum Cmd {
         #[arg(long)]
         sse: bool,
     },
+    /// A connection storm (and optionally a restart storm) against herald.
+    Storm(StormArgs),
+}
+
+/// `storm`: see storm.rs.
+#[derive(clap::Args)]
+struct StormArgs {
+    /// The herald binary to start.
+    #[arg(long, default_value = "target/release/herald")]
+    herald: String,
+    /// Sessions to open (one user each).
+    #[arg(long, default_value_t = 19_000)]
+    sessions: usize,
+    /// Sessions opened per second.
+    #[arg(long, default_value_t = 4_000)]
+    rate: u32,
+    /// A PostgreSQL URL to create a fresh database beside (SQLite without).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Then SIGTERM herald, start it again and time the resumes.
+    #[arg(long)]
+    restart: bool,
+    /// Broadcasts after the storm (the first right after it).
+    #[arg(long, default_value_t = 5)]
+    broadcasts: usize,
+    /// Loopback source addresses to spread sessions over.
+    #[arg(long, default_value_t = 16)]
+    source_ips: u8,
 }
 
 const ADMIN: &str = "loadgen-admin-token";
@@ -88,6 +117,18 @@ async fn main() {
                 eprintln!("floor: {e}");
                 std::process::exit(1);
             }
+        }
+        Cmd::Storm(a) => {
+            storm::run(storm::StormPlan {
+                herald: a.herald,
+                sessions: a.sessions,
+                rate: a.rate,
+                postgres: a.postgres,
+                restart: a.restart,
+                broadcasts: a.broadcasts,
+                source_ips: a.source_ips,
+            })
+            .await
         }
         Cmd::Compare {
             herald,

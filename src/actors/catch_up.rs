@@ -1,15 +1,30 @@
 //! Where a session's catch-up loads come from: storage's resume contract
 //! (`db::catch_up`) on the blocking pool, with the frames built there too.
 //! Loads running at once are bounded below the pool size, so a burst of
-//! handshakes never takes every connection the scheduler, the receipt
-//! writer and REST need.
+//! handshakes never takes every connection REST needs (background work has
+//! a pool of its own, see `startup`). The newest cursor comes from memory,
+//! so an opening with nothing to replay or count touches no connection; the
+//! known-user note goes to the batching writer.
+//!
+//! A load queues for a bounded time and retries a connection that timed
+//! out; only when that time is up does it fail, and the session closes with
+//! 1013 and a reconnect hint (its client resumes by cursor).
 
+use super::newest::NewestCursor;
 use super::session::effects::{Load, Opening, ReplayPage};
+use super::users::{Saw, UserWriter};
 use crate::db::catch_up::{self, PageLimits, ReplayRows};
+use crate::db::users::Seen;
 use crate::db::{self, DbError, DbPool};
+use crate::domain::Cursor;
 use crate::protocol::{self, AnnouncementView};
+use actix::prelude::*;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+
+/// How long a load may wait for a permit and a connection, retries included.
+const QUEUE_FOR: Duration = Duration::from_secs(10);
 
 /// One replay page: at most 100 rows and about 64 KiB of text. The next
 /// page is read only when the session runs again, and a session runs only
@@ -38,44 +53,137 @@ pub struct Reader {
 pub struct CatchUpStore {
     pool: DbPool,
     permits: Arc<Semaphore>,
+    newest: NewestCursor,
+    users: Addr<UserWriter>,
 }
 
 impl CatchUpStore {
     /// Loads hold at most `permits` of the pool's connections at once.
-    pub fn new(pool: DbPool, permits: usize) -> CatchUpStore {
+    pub fn new(
+        pool: DbPool,
+        permits: usize,
+        newest: NewestCursor,
+        users: Addr<UserWriter>,
+    ) -> CatchUpStore {
         CatchUpStore {
             pool,
             permits: Arc::new(Semaphore::new(permits.max(1))),
+            newest,
+            users,
         }
     }
 
     /// Runs `load` on its own task, not inside the session: a session is
     /// polled only while its client reads, and a stalled one must not sit on
-    /// a permit.
+    /// a permit. Call it after the registry accepted the session: the newest
+    /// cursor is read here.
     pub fn load(
         &self,
         load: Load,
         reader: Reader,
     ) -> impl std::future::Future<Output = Result<Loaded, DbError>> {
+        if let Load::Open { first: true, .. } = load {
+            self.users.do_send(Saw(Seen {
+                user_id: reader.user_id.to_string(),
+                groups: reader.groups.to_vec(),
+            }));
+        }
+        let job = Job::new(load, self.newest.get());
         let (pool, permits) = (self.pool.clone(), self.permits.clone());
         let work = actix_web::rt::spawn(async move {
-            let _permit = permits
-                .acquire_owned()
-                .await
-                .map_err(|e| DbError::Blocking(e.to_string()))?;
-            db::run(&pool, move |conn| run(conn, load, &reader)).await
+            if let Some(done) = job.without_storage() {
+                return Ok(done);
+            }
+            with_retries(&pool, &permits, job, reader).await
         });
         async move { work.await.map_err(|e| DbError::Blocking(e.to_string()))? }
     }
 }
 
-fn run(conn: &mut db::DbConn, load: Load, r: &Reader) -> Result<Loaded, DbError> {
+/// A load with the newest cursor it runs up to.
+#[derive(Clone, Copy)]
+struct Job {
+    load: Load,
+    newest: Cursor,
+}
+
+impl Job {
+    fn new(load: Load, newest: Cursor) -> Job {
+        Job { load, newest }
+    }
+
+    /// An opening with nothing to count or replay needs no connection.
+    fn without_storage(&self) -> Option<Loaded> {
+        match self.load {
+            Load::Open { since, first: false } if since.is_none_or(|s| s >= self.newest) => {
+                Some(Loaded::Opening(Opening {
+                    cursor: self.newest,
+                    unread: 0,
+                    page: ReplayPage::default(),
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Waits for a permit, then a connection, until `QUEUE_FOR` is up; a pool
+/// timeout or a lost connection is retried after a short jittered pause.
+async fn with_retries(
+    pool: &DbPool,
+    permits: &Arc<Semaphore>,
+    job: Job,
+    reader: Reader,
+) -> Result<Loaded, DbError> {
+    let deadline = Instant::now() + QUEUE_FOR;
+    let reader = Arc::new(reader);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let permit = tokio::time::timeout(left, permits.clone().acquire_owned())
+            .await
+            .map_err(|_| DbError::Busy("catch-up queue"))?
+            .map_err(|e| DbError::Blocking(e.to_string()))?;
+        let r = reader.clone();
+        let result = db::run(pool, move |conn| run(conn, job, &r)).await;
+        drop(permit);
+        match result {
+            Err(e) if transient(&e) && Instant::now() < deadline => {
+                tracing::debug!(error = %e, "catch-up load retrying");
+                let pause = 50 + rand::random::<u64>() % 200;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Errors another attempt may not meet: no connection in time, or one lost.
+fn transient(e: &DbError) -> bool {
+    match e {
+        DbError::Pool(_) | DbError::Busy(_) | DbError::Connect(_) => true,
+        DbError::Query(diesel::result::Error::DatabaseError(kind, _)) => {
+            matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection)
+        }
+        _ => false,
+    }
+}
+
+fn run(conn: &mut db::DbConn, job: Job, r: &Reader) -> Result<Loaded, DbError> {
     let now = db::now_ms();
-    Ok(match load {
+    Ok(match job.load {
         Load::Open { since, first } => {
-            let o = catch_up::open(conn, &r.user_id, &r.groups, since, first, PAGE, now)?;
+            let o = catch_up::open(
+                conn,
+                &r.user_id,
+                &r.groups,
+                since,
+                job.newest,
+                first,
+                PAGE,
+                now,
+            )?;
             Loaded::Opening(Opening {
-                cursor: o.cursor,
+                cursor: job.newest,
                 unread: o.unread,
                 page: frames(o.replay, r.legacy),
             })

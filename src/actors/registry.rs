@@ -2,6 +2,7 @@
 //! event routed by user id (one user, many tabs). Started once per process.
 
 use super::messages::*;
+use super::newest::NewestCursor;
 use crate::domain::Audience;
 use crate::metrics::METRICS;
 use actix::prelude::*;
@@ -39,6 +40,8 @@ pub struct Registry {
     sessions: usize,
     max_sessions_per_user: usize,
     max_queued_bytes: usize,
+    /// Advanced by every `Publish` before it is routed (see `newest`).
+    newest: NewestCursor,
 }
 
 impl Registry {
@@ -48,6 +51,12 @@ impl Registry {
             max_queued_bytes: max_queued_bytes.max(1),
             ..Registry::default()
         }
+    }
+
+    /// The registry keeps `newest` up to date with what it routes.
+    pub fn with_newest(mut self, newest: NewestCursor) -> Registry {
+        self.newest = newest;
+        self
     }
 
     fn push_to_user(&mut self, user_id: &str, push: &Push, except: Option<SessionId>) {
@@ -236,6 +245,7 @@ impl Handler<Publish> for Registry {
     type Result = usize;
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> usize {
+        self.newest.advance(msg.announcement.cursor);
         self.push_to_audience(&msg.audience, &Push::Announcement(msg.announcement))
     }
 }

@@ -4,6 +4,7 @@
 
 use super::fanout::Fanout;
 use super::messages::*;
+use super::users::UserWriter;
 use crate::db::{self, DbError, DbPool};
 use crate::metrics::METRICS;
 use actix::prelude::*;
@@ -13,6 +14,9 @@ use std::time::Duration;
 
 /// Announcements one tick claims at most; a longer backlog takes more ticks.
 const BATCH: i64 = 500;
+/// How long a tick waits for the known-user writer before it claims anyway
+/// (an "all" announcement then counts users noted so far).
+const USERS_WAIT: Duration = Duration::from_millis(500);
 
 pub struct Scheduler {
     pool: DbPool,
@@ -27,6 +31,9 @@ pub struct Scheduler {
     alive: Arc<AtomicI64>,
     /// Set while ticks fail (database down), for `/readyz`.
     failing: Arc<AtomicBool>,
+    /// Flushed before each claim, so the targeted counts include who
+    /// connected before it.
+    users: Option<Addr<UserWriter>>,
 }
 
 impl Scheduler {
@@ -41,7 +48,13 @@ impl Scheduler {
             wake_at: None,
             alive,
             failing: Arc::default(),
+            users: None,
         }
+    }
+
+    pub fn with_users(mut self, users: Addr<UserWriter>) -> Scheduler {
+        self.users = Some(users);
+        self
     }
 
     pub fn with_failure_flag(mut self, failing: Arc<AtomicBool>) -> Scheduler {
@@ -55,7 +68,14 @@ impl Scheduler {
             return Box::pin(fut::ready(Ok(0)));
         }
         self.running = true;
-        let work = publish_due(self.pool.clone(), self.fanout.clone());
+        let flush = self.users.as_ref().map(|users| users.send(Flush));
+        let (pool, fanout) = (self.pool.clone(), self.fanout.clone());
+        let work = async move {
+            if let Some(flush) = flush {
+                let _ = tokio::time::timeout(USERS_WAIT, flush).await;
+            }
+            publish_due(pool, fanout).await
+        };
         Box::pin(work.into_actor(self).map(|result, act, ctx| {
             act.running = false;
             act.alive.store(db::now_ms(), Ordering::Relaxed);

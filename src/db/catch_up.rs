@@ -1,10 +1,11 @@
 //! The resume contract in one place: what storage tells a session when it
-//! connects or syncs. The opening (note the user, the newest cursor, the
-//! unread count, the first replay page) is one call on one connection; the
-//! rest of the replay comes a page at a time, in cursor order, up to the
-//! cursor that was newest at the opening.
+//! connects or syncs. The newest cursor comes from memory (`actors::newest`)
+//! and the known-user note is batched (`actors::users`), so an opening is at
+//! most one query: the unread count with the first replay page. The rest of
+//! the replay comes a page at a time, in cursor order, up to the cursor that
+//! was newest at the opening.
 
-use super::{receipts, timeline, users, DbConn, DbError};
+use super::{receipts, timeline, DbConn, DbError};
 use crate::domain::{Announcement, Cursor};
 
 /// How much one replay page may hold: at most `rows` rows, and rows only
@@ -25,41 +26,49 @@ pub struct ReplayRows {
 
 #[derive(Debug, Default)]
 pub struct OpeningRows {
-    pub cursor: Cursor,
     /// Counted only on a session's first opening.
     pub unread: i64,
     pub replay: ReplayRows,
 }
 
-/// The opening for `user_id` with `groups`; `first` on a session's first
-/// one (it notes the user and counts the unread), `since` when the client
-/// resumes after a cursor.
+/// The opening for `user_id` with `groups` up to the newest cursor `upto`:
+/// with `count_unread` (a session's first) the unread count, with `since`
+/// (the client resumes after a cursor) the first replay page. Both in one
+/// query; a second only when the replay turned out empty for this user.
+#[allow(clippy::too_many_arguments)]
 pub fn open(
     conn: &mut DbConn,
     user_id: &str,
     groups: &[String],
     since: Option<Cursor>,
-    first: bool,
+    upto: Cursor,
+    count_unread: bool,
     limits: PageLimits,
     now: i64,
 ) -> Result<OpeningRows, DbError> {
-    if first {
-        users::touch(conn, user_id, groups, now)?;
-    }
-    let cursor = timeline::latest_cursor(conn)?;
-    let unread = if first {
-        receipts::unread_count(conn, user_id, groups, now)?
-    } else {
-        0
-    };
-    let replay = match since {
-        Some(after) => replay(conn, user_id, groups, after, cursor, limits, now)?,
-        None => ReplayRows::default(),
-    };
-    Ok(OpeningRows {
-        cursor,
-        unread,
-        replay,
+    let after = since.filter(|s| *s < upto);
+    Ok(match (after, count_unread) {
+        (Some(after), true) => {
+            let (unread, found) =
+                receipts::unread_with_replay(conn, user_id, groups, after, now, limits.rows)?;
+            let unread = match unread {
+                Some(n) => n,
+                None => receipts::unread_count(conn, user_id, groups, now)?,
+            };
+            OpeningRows {
+                unread,
+                replay: page(found, upto, limits),
+            }
+        }
+        (Some(after), false) => OpeningRows {
+            unread: 0,
+            replay: replay(conn, user_id, groups, after, upto, limits, now)?,
+        },
+        (None, true) => OpeningRows {
+            unread: receipts::unread_count(conn, user_id, groups, now)?,
+            replay: ReplayRows::default(),
+        },
+        (None, false) => OpeningRows::default(),
     })
 }
 
@@ -74,6 +83,12 @@ pub fn replay(
     now: i64,
 ) -> Result<ReplayRows, DbError> {
     let found = timeline::for_user_since(conn, user_id, groups, after, now, limits.rows)?;
+    Ok(page(found, upto, limits))
+}
+
+/// The rows of one page: up to `upto`, within the byte limit; `more` when
+/// the query filled its row limit and nothing was cut at `upto`.
+fn page(found: Vec<Announcement>, upto: Cursor, limits: PageLimits) -> ReplayRows {
     let mut page = ReplayRows {
         rows: Vec::new(),
         more: found.len() as i64 == limits.rows,
@@ -91,5 +106,5 @@ pub fn replay(
         bytes += row.title.len() + row.content.len() + row.link.as_ref().map_or(0, String::len);
         page.rows.push(row);
     }
-    Ok(page)
+    page
 }

@@ -62,6 +62,9 @@ pub enum DbError {
     Migration(String),
     #[error("database worker failed: {0}")]
     Blocking(String),
+    /// Work that waited its bounded time for a connection and got none.
+    #[error("database busy: {0}")]
+    Busy(&'static str),
     #[error("database file {path}: {source}")]
     File {
         path: String,

@@ -513,14 +513,22 @@ impl Node {
     }
 
     /// As `start_with`, with a last say over the command (its environment).
+    /// Binds port 0 unless `extra` names a `--bind`.
     pub fn start_configured(
         db: &str,
         extra: &[&str],
         configure: impl FnOnce(&mut Command),
     ) -> Node {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        // `HERALD_TEST_BIN` runs the child-process tests against another
+        // herald binary (an older build, to show a test fails without a fix).
+        let bin = std::env::var("HERALD_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_herald").to_string());
+        let mut command = Command::new(bin);
+        if !extra.contains(&"--bind") {
+            command.args(["--bind", "127.0.0.1:0"]);
+        }
         command
-            .args(["--bind", "127.0.0.1:0", "--database-url", db])
+            .args(["--database-url", db])
             .args(["--poll-interval-ms", "200", "--workers", "1"])
             .args(["--db-pool-size", "6"])
             .args(extra)

@@ -20,6 +20,7 @@ mod listener;
 mod node;
 
 use super::messages::ReadSync;
+use super::newest::NewestCursor;
 use super::registry::Registry;
 use crate::db::events::{self, Event};
 use crate::db::{self, DbError, DbPool};
@@ -112,14 +113,27 @@ fn read_events(msg: &ReadSync, node: &str) -> Vec<Event> {
         .collect()
 }
 
+/// What a node joins the cluster with: `pool` for the read syncs sessions
+/// cause, `background` (the pool request traffic never takes) for the node
+/// actor's loads, and the newest cursor to seed.
+pub struct Join {
+    pub pool: DbPool,
+    pub background: DbPool,
+    pub registry: Addr<Registry>,
+    pub newest: NewestCursor,
+}
+
 /// Joins the cluster: connects the listener and starts listening before
 /// reading the newest cursor, so every later publish is either at or below
-/// that cursor or notified. Fails when PostgreSQL cannot be reached.
-pub async fn start(
-    url: &str,
-    pool: DbPool,
-    registry: Addr<Registry>,
-) -> Result<ClusterHandle, DbError> {
+/// that cursor or notified; that cursor seeds `newest`. Fails when
+/// PostgreSQL cannot be reached.
+pub async fn start(url: &str, join: Join) -> Result<ClusterHandle, DbError> {
+    let Join {
+        pool,
+        background,
+        registry,
+        newest,
+    } = join;
     let node_id: Arc<str> = format!("{:08x}", rand::random::<u32>()).into();
     let conn = {
         let (url, node_id) = (url.to_string(), node_id.clone());
@@ -127,7 +141,8 @@ pub async fn start(
             .await
             .map_err(|e| DbError::Blocking(e.to_string()))??
     };
-    let last_cursor = db::run(&pool, db::timeline::latest_cursor).await?;
+    let last_cursor = db::run(&background, db::timeline::latest_cursor).await?;
+    newest.advance(last_cursor);
     let handle = ClusterHandle {
         node: node_id.clone(),
         pool: pool.clone(),
@@ -135,7 +150,7 @@ pub async fn start(
         stop: Arc::new(AtomicBool::new(false)),
         thread: Arc::default(),
     };
-    let node = Node::new(pool, registry, node_id.clone(), last_cursor).start();
+    let node = Node::new(background, registry, node_id.clone(), last_cursor).start();
     let listener = Listener {
         url: url.to_string(),
         node_id: node_id.clone(),

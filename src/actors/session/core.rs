@@ -178,15 +178,18 @@ impl SessionCore {
         }
     }
 
-    /// A load failed: the client should come back shortly.
+    /// A load failed after its bounded wait and retries: the client should
+    /// come back after the jittered delay in the reason (1–5 s), so that the
+    /// sessions of a storm do not all return in the same instant.
     pub fn load_failed(&mut self, out: &mut Effects) {
         out.push(error_frame(
             error::STORAGE_UNAVAILABLE,
             "could not load your announcements; reconnect shortly",
         ));
+        let delay_ms = 1_000 + rand::random::<u64>() % 4_000;
         out.push(Effect::Close(
             close::TRY_AGAIN,
-            "storage unavailable".into(),
+            format!("storage unavailable; reconnect in {delay_ms} ms"),
         ));
     }
 

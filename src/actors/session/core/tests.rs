@@ -343,3 +343,30 @@ fn an_expired_token_closes_4001() {
     assert_eq!(sent(&out)[0]["data"]["code"], "token_expired");
     assert_eq!(closes(&out), [close::UNAUTHORIZED]);
 }
+
+#[test]
+fn a_failed_load_closes_1013_with_a_jittered_reconnect_hint() {
+    let mut c = core();
+    let mut out = Effects::new();
+    c.registered(&mut out);
+    let load = match out.as_slice() {
+        [Effect::Load(load)] => *load,
+        other => panic!("{other:?}"),
+    };
+    let mut out = Effects::new();
+    c.loaded(load, Err(DbError::Busy("catch-up queue")), &mut out);
+    assert_eq!(sent(&out)[0]["data"]["code"], "storage_unavailable");
+    let reason = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::Close(close::TRY_AGAIN, reason) => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("a 1013 close");
+    let ms: u64 = reason
+        .split("reconnect in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .expect("a hint in the reason");
+    assert!((1_000..5_000).contains(&ms), "{reason}");
+}
