@@ -93,7 +93,7 @@ fn frames(rows: ReplayRows, legacy: bool) -> ReplayPage {
             .rows
             .iter()
             .map(|row| {
-                let view = AnnouncementView::from(row);
+                let view = AnnouncementView::from(row).confirmed(rows.confirmed.contains(&row.id));
                 (
                     row.cursor.unwrap_or_default(),
                     protocol::announcement(&view, legacy),

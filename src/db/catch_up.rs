@@ -4,8 +4,9 @@
 //! rest of the replay comes a page at a time, in cursor order, up to the
 //! cursor that was newest at the opening.
 
-use super::{receipts, timeline, users, DbConn, DbError};
-use crate::domain::{Announcement, Cursor};
+use super::{inbox, timeline, users, DbConn, DbError};
+use crate::domain::{Announcement, AnnouncementId, Cursor};
+use std::collections::HashSet;
 
 /// How much one replay page may hold: at most `rows` rows, and rows only
 /// until their text passes `bytes` (always at least one row).
@@ -16,11 +17,13 @@ pub struct PageLimits {
 }
 
 /// Announcements of one replay page, oldest first; `more` when rows past
-/// the last one may still be due.
+/// the last one may still be due. `confirmed`: those of them the user has
+/// confirmed (on another device, say), so the frames say so.
 #[derive(Debug, Default)]
 pub struct ReplayRows {
     pub rows: Vec<Announcement>,
     pub more: bool,
+    pub confirmed: HashSet<AnnouncementId>,
 }
 
 #[derive(Debug, Default)]
@@ -48,7 +51,7 @@ pub fn open(
     }
     let cursor = timeline::latest_cursor(conn)?;
     let unread = if first {
-        receipts::unread_count(conn, user_id, groups, now)?
+        inbox::unread_count(conn, user_id, groups, now)?
     } else {
         0
     };
@@ -77,6 +80,7 @@ pub fn replay(
     let mut page = ReplayRows {
         rows: Vec::new(),
         more: found.len() as i64 == limits.rows,
+        confirmed: HashSet::new(),
     };
     let mut bytes = 0;
     for row in found {
@@ -90,6 +94,17 @@ pub fn replay(
         }
         bytes += row.title.len() + row.content.len() + row.link.as_ref().map_or(0, String::len);
         page.rows.push(row);
+    }
+    let asking: Vec<AnnouncementId> = page
+        .rows
+        .iter()
+        .filter(|row| row.requires_confirmation)
+        .map(|row| row.id)
+        .collect();
+    if !asking.is_empty() {
+        page.confirmed = inbox::confirmed_among(conn, user_id, &asking)?
+            .into_iter()
+            .collect();
     }
     Ok(page)
 }

@@ -61,6 +61,7 @@ pub struct CreateInput {
     pub audience: Option<AudienceInput>,
     pub publish_at: Option<String>,
     pub expires_at: Option<String>,
+    pub requires_confirmation: Option<bool>,
 }
 
 /// `PATCH /api/announcements/{id}` body: every field optional; `link` and
@@ -76,6 +77,9 @@ pub struct PatchInput {
     pub publish_at: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     pub expires_at: Option<Option<String>>,
+    /// `null` is refused: leaving the flag as it is means leaving it out.
+    #[serde(default, deserialize_with = "double_option")]
+    pub requires_confirmation: Option<Option<bool>>,
 }
 
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -96,6 +100,7 @@ pub struct AnnouncementDraft {
     pub audience: Audience,
     pub publish_at: i64,
     pub expires_at: Option<i64>,
+    pub requires_confirmation: bool,
 }
 
 /// A validated change to a scheduled announcement.
@@ -108,6 +113,7 @@ pub struct AnnouncementPatch {
     pub audience: Option<Audience>,
     pub publish_at: Option<i64>,
     pub expires_at: Option<Option<i64>>,
+    pub requires_confirmation: Option<bool>,
 }
 
 /// An http(s) URL, or a path on this site. Browsers drop tabs and newlines
@@ -303,6 +309,7 @@ impl AnnouncementDraft {
             audience,
             publish_at,
             expires_at,
+            requires_confirmation: input.requires_confirmation.unwrap_or(false),
         })
     }
 }
@@ -380,6 +387,16 @@ impl AnnouncementPatch {
                 .expires_at
                 .as_ref()
                 .map(|e| e.as_deref().and_then(|t| c.time("expires_at", t))),
+            requires_confirmation: match input.requires_confirmation {
+                Some(None) => {
+                    c.errors.push(FieldError::new(
+                        "requires_confirmation",
+                        "must be true or false",
+                    ));
+                    None
+                }
+                given => given.flatten(),
+            },
         };
         c.finish(patch)
     }

@@ -5,6 +5,7 @@
 use super::auth::AdminAuth;
 use crate::actors::messages::{GetPresence, GetUserSessions, Wake};
 use crate::db::announcements::{ChangeOutcome, WithdrawOutcome};
+use crate::db::recipients::ReceiptCounts;
 use crate::db::{self};
 use crate::domain::draft::{CreateInput, PatchInput};
 use crate::domain::{
@@ -30,14 +31,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(withdraw)),
     )
     .route("/announcements/{id}/audience", web::get().to(audience))
+    .route(
+        "/announcements/{id}/recipients",
+        web::get().to(super::recipients::list),
+    )
     .route("/presence", web::get().to(presence))
     .route("/presence/{user_id}", web::get().to(user_presence))
     .route("/tokens", web::post().to(mint_token));
 }
 
-/// The admin's view of an announcement; `counts` are (delivered, read).
-/// The audience is a summary: the full list is paged from `/audience`.
-pub fn view(a: &Announcement, audience: &AudienceSummary, counts: (i64, i64)) -> Value {
+/// The admin's view of an announcement with its receipt counts. The
+/// audience is a summary: the full list is paged from `/audience`, who has
+/// (not) confirmed from `/recipients`.
+pub fn view(a: &Announcement, audience: &AudienceSummary, counts: ReceiptCounts) -> Value {
     json!({
         "id": a.id,
         "title": a.title,
@@ -53,11 +59,13 @@ pub fn view(a: &Announcement, audience: &AudienceSummary, counts: (i64, i64)) ->
         "published_at": a.published_at.map(rfc3339),
         "retracted_at": a.retracted_at.map(rfc3339),
         "cursor": a.cursor,
+        "requires_confirmation": a.requires_confirmation,
         "stats": {
             "targeted": a.targeted,
             "online_at_publish": a.online_at_publish,
-            "delivered": counts.0,
-            "read": counts.1,
+            "delivered": counts.delivered,
+            "read": counts.read,
+            "confirmed": counts.confirmed,
         },
     })
 }
@@ -67,11 +75,11 @@ fn fresh_view(full: &FullAnnouncement) -> Value {
     view(
         &full.announcement,
         &AudienceSummary::of(&full.audience),
-        (0, 0),
+        ReceiptCounts::default(),
     )
 }
 
-fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
+pub fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
     raw.parse()
         .map(AnnouncementId)
         .map_err(|_| AppError::NotFound(format!("announcement {raw}")))
@@ -126,7 +134,7 @@ async fn list(
     let (items, counts) = db::run(&state.pool, move |conn| {
         let items = db::announcements::list(conn, status, before, limit)?;
         let ids: Vec<AnnouncementId> = items.iter().map(|s| s.announcement.id).collect();
-        let counts = db::receipts::counts_many(conn, &ids)?;
+        let counts = db::recipients::counts_many(conn, &ids)?;
         Ok((items, counts))
     })
     .await?;
@@ -152,7 +160,7 @@ async fn get(
     let found = db::run(
         &state.pool,
         move |conn| match db::announcements::get_summarized(conn, id)? {
-            Some(found) => Ok(Some((db::receipts::counts(conn, id)?, found))),
+            Some(found) => Ok(Some((db::recipients::counts(conn, id)?, found))),
             None => Ok(None),
         },
     )

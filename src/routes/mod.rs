@@ -9,6 +9,7 @@ pub mod frame_guard;
 pub mod health;
 pub mod me;
 pub mod middleware;
+pub mod recipients;
 pub mod sse;
 pub mod static_files;
 pub mod ws;
