@@ -19,6 +19,8 @@ pub enum ClientFrame {
     Heartbeat,
     Ack(Vec<AnnouncementId>),
     Read(Vec<AnnouncementId>),
+    /// "I have read and understood": confirms (and reads) these.
+    Confirm(Vec<AnnouncementId>),
     Sync(Cursor),
     Refresh(String),
 }
@@ -39,7 +41,7 @@ impl FrameError {
     }
 }
 
-/// The most ids one ack or read frame may carry.
+/// The most ids one ack, read or confirm frame may carry.
 pub const MAX_IDS_PER_FRAME: usize = 1_000;
 
 #[derive(Deserialize)]
@@ -116,6 +118,7 @@ pub fn parse_client_text(text: &str) -> Result<ClientFrame, FrameError> {
         "ping" | "headerBeat" | "heartbeat" => Ok(ClientFrame::Heartbeat),
         "ack" => ids(&kind, envelope.data).map(ClientFrame::Ack),
         "read" => ids(&kind, envelope.data).map(ClientFrame::Read),
+        "confirm" => ids(&kind, envelope.data).map(ClientFrame::Confirm),
         "sync" => data::<SyncData>(&kind, envelope.data, r#"{"since":0}"#)
             .map(|d| ClientFrame::Sync(Cursor(d.since.max(0)))),
         "refresh" => data::<RefreshData>(&kind, envelope.data, r#"{"token":"..."}"#)
@@ -148,6 +151,10 @@ pub struct AnnouncementView {
     pub expires_at: Option<String>,
     /// Its place in publish order: resume after it with `since`.
     pub cursor: Option<Cursor>,
+    pub requires_confirmation: bool,
+    /// Whether the user this view is for confirmed it; a live publish goes
+    /// out before anyone could have.
+    pub confirmed: bool,
 }
 
 impl From<&Announcement> for AnnouncementView {
@@ -161,7 +168,17 @@ impl From<&Announcement> for AnnouncementView {
             publish_at: rfc3339(a.published_at.unwrap_or(a.publish_at)),
             expires_at: a.expires_at.map(rfc3339),
             cursor: a.cursor,
+            requires_confirmation: a.requires_confirmation,
+            confirmed: false,
         }
+    }
+}
+
+impl AnnouncementView {
+    /// The view for a user who has (or has not) confirmed it.
+    pub fn confirmed(mut self, confirmed: bool) -> AnnouncementView {
+        self.confirmed = confirmed;
+        self
     }
 }
 
@@ -237,8 +254,17 @@ pub fn retract(id: AnnouncementId) -> String {
     frame("retract", json!({ "id": id }))
 }
 
-pub fn read(ids: &[AnnouncementId]) -> String {
-    frame("read", json!({ "ids": ids }))
+/// `read`: these were read in another tab or device; `confirmed` lists
+/// those of them that were confirmed (confirming implies reading, so a
+/// client that knows only `read` still learns the part it understands).
+pub fn read(ids: &[AnnouncementId], confirmed: &[AnnouncementId]) -> String {
+    frame("read", json!({ "ids": ids, "confirmed": confirmed }))
+}
+
+/// `archive`: these were archived (or, with `archived: false`, restored to
+/// the inbox) in another tab or device.
+pub fn archive(ids: &[AnnouncementId], archived: bool) -> String {
+    frame("archive", json!({ "ids": ids, "archived": archived }))
 }
 
 /// `pong`; legacy clients also get `"code": 2`, which seed 004 treats as
@@ -287,6 +313,10 @@ mod tests {
             Ok(ClientFrame::Read(vec![AnnouncementId(3)]))
         );
         assert_eq!(
+            parse_client_text(r#"{"type":"confirm","data":{"ids":[4]}}"#),
+            Ok(ClientFrame::Confirm(vec![AnnouncementId(4)]))
+        );
+        assert_eq!(
             parse_client_text(r#"{"type":"sync","data":{"since":7}}"#),
             Ok(ClientFrame::Sync(Cursor(7)))
         );
@@ -311,6 +341,8 @@ mod tests {
         let many: Vec<i64> = (0..2_000).collect();
         let big = json!({"type":"ack","data":{"ids": many}}).to_string();
         assert_eq!(code(&big), Err("bad_frame"));
+        let big = json!({"type":"confirm","data":{"ids": many}}).to_string();
+        assert_eq!(code(&big), Err("bad_frame"));
     }
 
     #[test]
@@ -331,11 +363,15 @@ mod tests {
             publish_at: "2026-01-01T00:00:00.000Z".into(),
             expires_at: None,
             cursor: Some(Cursor(9)),
+            requires_confirmation: true,
+            confirmed: false,
         };
         let v: Value = serde_json::from_str(&announcement(&view, true)).expect("json");
         assert_eq!(v["title"], "T");
         assert_eq!(v["data"]["title"], "T");
         assert_eq!(v["data"]["cursor"], 9);
+        assert_eq!(v["data"]["requires_confirmation"], true);
+        assert_eq!(v["data"]["confirmed"], false);
         assert_eq!(
             (&v["level"], &v["data"]["level"]),
             (&json!("info"), &json!("info"))
@@ -359,7 +395,7 @@ mod tests {
 
         #[test]
         fn json_shaped_frames_never_panic(
-            kind in "(ping|ack|read|sync|refresh|headerBeat|[a-z]{0,8})",
+            kind in "(ping|ack|read|confirm|sync|refresh|headerBeat|[a-z]{0,8})",
             data in "[\\[\\]{}:,\"0-9a-z -]{0,64}",
         ) {
             let _ = parse_client_text(&format!(r#"{{"type":"{kind}","data":{data}}}"#));

@@ -5,8 +5,10 @@
  * fragment `#token=<admin token>`), composes and schedules announcements (times entered in local
  * time, sent as UTC RFC 3339), lists them with delivery stats every 3 s, cancels or retracts,
  * shows who is online and opens the user page as any user with a freshly minted token.
- * Everything user-supplied is shown with textContent.
+ * Announcements may ask for confirmation; the list shows how many confirmed, and "Pending"
+ * opens who has not (admin-recipients.js). Everything user-supplied is shown with textContent.
  */
+import { initRecipients, showRecipients, refreshRecipients } from './admin-recipients.js';
 
 const TOKEN_KEY = 'herald.adminToken';
 const REFRESH_MS = 3000;
@@ -15,13 +17,14 @@ const LEVELS = ['info', 'warning', 'critical'];
 const FIELD_INPUTS = {
   title: '#title', content: '#content', level: '#level', link: '#link',
   audience: '#audience-values', users: '#audience-values', groups: '#audience-values',
-  publish_at: '#publish-at', expires_at: '#expires-at',
+  publish_at: '#publish-at', expires_at: '#expires-at', requires_confirmation: '#requires-confirmation',
 };
 
 const $ = (selector) => document.querySelector(selector);
 let adminToken = null;
 let refreshTimer = null;
 let refreshing = false;
+const listed = new Map(); // String(id) -> the latest item of the list
 
 // ---- REST -------------------------------------------------------------------------------
 
@@ -88,6 +91,7 @@ async function refreshAll() {
   refreshing = true;
   try {
     await Promise.all([refreshList(), refreshPresence()]);
+    refreshRecipients();
   } finally {
     refreshing = false;
   }
@@ -107,8 +111,10 @@ async function refreshList() {
 function renderList(items) {
   const tbody = $('#announcements tbody');
   const old = new Map([...tbody.rows].map((row) => [row.dataset.id, row]));
+  listed.clear();
   items.forEach((item, i) => {
     const key = String(item.id);
+    listed.set(key, item);
     const row = old.get(key) ?? newRow(key);
     old.delete(key);
     updateRow(row, item);
@@ -118,8 +124,8 @@ function renderList(items) {
   $('#announcements-empty').hidden = items.length > 0;
 }
 
-const COLUMNS = ['title', 'audience', 'status', 'publish-at', 'expires-at', 'targeted', 'online', 'delivered', 'read', 'actions'];
-const NUMERIC = ['targeted', 'online', 'delivered', 'read'];
+const COLUMNS = ['title', 'audience', 'status', 'publish-at', 'expires-at', 'targeted', 'online', 'delivered', 'read', 'confirmed', 'actions'];
+const NUMERIC = ['targeted', 'online', 'delivered', 'read', 'confirmed'];
 
 function newRow(key) {
   const row = h('tr', { data: { id: key } });
@@ -142,13 +148,20 @@ function updateRow(row, item) {
   setTime(cell('expires-at'), item.expires_at);
   const stats = item.stats ?? {};
   for (const col of NUMERIC) setText(cell(col), String(stats[col === 'online' ? 'online_at_publish' : col] ?? '–'));
+  if (!item.requires_confirmation) setText(cell('confirmed'), '–');
 
   const status = String(item.status ?? '');
-  if (row.dataset.status !== status) {
+  const actionsKey = `${status}/${Boolean(item.requires_confirmation)}`;
+  if (row.dataset.actions !== actionsKey) {
+    row.dataset.actions = actionsKey;
     row.dataset.status = status;
     cell('status').replaceChildren(h('span', { class: 'status-badge', data: { status } }, status));
     const action = { scheduled: ['cancel', 'Cancel'], published: ['retract', 'Retract'] }[status];
-    cell('actions').replaceChildren(...(action ? [h('button', { class: action[0], type: 'button' }, action[1])] : []));
+    // Who has not confirmed (or read) yet, once it went out.
+    const pending = status === 'published' || status === 'retracted'
+      ? h('button', { class: 'pending', type: 'button', title: item.requires_confirmation ? 'Who has not confirmed yet' : 'Who has not read it yet' }, 'Pending')
+      : null;
+    cell('actions').replaceChildren(...[pending, action ? h('button', { class: action[0], type: 'button' }, action[1]) : null].filter(Boolean));
   }
 }
 
@@ -236,6 +249,7 @@ async function submitCompose(ev) {
   if (link) body.link = link;
   if (publishAt) body.publish_at = publishAt;
   if (expiresAt) body.expires_at = expiresAt;
+  if ($('#requires-confirmation').checked) body.requires_confirmation = true;
 
   $('#compose-submit').disabled = true;
   try {
@@ -380,6 +394,9 @@ $('#compose-form').addEventListener('input', (ev) => {
 });
 $('#compose-form').addEventListener('change', syncComposeHints);
 $('#announcements').addEventListener('click', (ev) => {
+  const pending = ev.target.closest('button.pending');
+  const item = pending && listed.get(pending.closest('tr[data-id]').dataset.id);
+  if (item) return showRecipients(item);
   const button = ev.target.closest('button.cancel, button.retract');
   if (button) cancelOrRetract(button);
 });
@@ -390,6 +407,7 @@ $('#presence').addEventListener('click', (ev) => {
   $('#open-as-user-id').focus();
 });
 $('#open-as-user-form').addEventListener('submit', openAsUser);
+initRecipients(api, h);
 document.querySelector('#compose-form .tz').textContent = `(${Intl.DateTimeFormat().resolvedOptions().timeZone} time)`;
 syncComposeHints();
 

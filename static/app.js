@@ -4,8 +4,10 @@
  * Signs in with a user id and token (typed in, or handed over by the admin page in the URL
  * fragment `#user=<id>&token=<jwt>`; `&transport=sse` or `websocket` fixes the transport and
  * `&ws=<url>` points the WebSocket elsewhere, to try the fallback), connects with HeraldClient, shows a toast and a desktop
- * notification per new announcement and keeps the inbox and unread badge current.
- * Announcement text is only ever set through textContent.
+ * notification per new announcement and keeps the inbox and unread badge current. An
+ * announcement that asks for confirmation keeps its toast (also across reloads) until the user
+ * confirms it, on this page or another; the inbox marks it. Announcements can be archived (out
+ * of the inbox on every tab). Announcement text is only ever set through textContent.
  */
 import { HeraldClient } from './herald.js';
 
@@ -54,7 +56,8 @@ function signIn(userId, token, options = {}) {
   client.on('welcome', onWelcome);
   client.on('announcement', onAnnouncement);
   client.on('retract', onRetract);
-  client.on('read', ({ ids = [] }) => markLocallyRead(ids));
+  client.on('read', ({ ids = [], confirmed = [] }) => markLocallyRead(ids, confirmed));
+  client.on('archive', onArchive);
   client.on('error', (e) => console.warn('herald:', e.code, e.msg));
   client.connect();
   loadInbox();
@@ -147,6 +150,8 @@ async function loadInbox(older = false) {
     $('#load-more').hidden = nextBefore == null;
     renderInbox();
     refreshUnread();
+    // Whatever still waits for this user's confirmation keeps (or gets back) its toast.
+    for (const item of body.items ?? []) if (awaitsConfirmation(item)) showToast(item);
   } catch (err) {
     if (!err.stale) showMessage(`Could not load the inbox: ${err.message}`);
   }
@@ -180,6 +185,31 @@ async function markRead(id) {
   refreshUnread();
 }
 
+/** "I have read and understood": confirming also reads it. */
+async function confirmItem(id) {
+  const key = String(id);
+  try {
+    await api('POST', `/api/me/inbox/${encodeURIComponent(id)}/confirm`);
+    markLocallyRead([id], [id]);
+  } catch (err) {
+    if (!err.stale) showMessage(`Could not confirm: ${err.message}`);
+    return;
+  }
+  const item = inbox.get(key);
+  if (item) item.confirmed = true;
+  renderInbox();
+}
+
+/** Out of the inbox here and on the user's other tabs (they hear an `archive` event). */
+async function archiveItem(id) {
+  try {
+    await api('POST', `/api/me/inbox/${encodeURIComponent(id)}/archive`);
+    onArchive({ ids: [id], archived: true });
+  } catch (err) {
+    if (!err.stale) showMessage(`Could not archive: ${err.message}`);
+  }
+}
+
 async function markAllRead() {
   try {
     await api('POST', '/api/me/inbox/read-all');
@@ -207,7 +237,8 @@ function onAnnouncement(a) {
   renderInbox();
   if (!existing) setUnread(unread + 1);
   refreshUnread();
-  if (existing?.read) return; // already read elsewhere: no popup
+  // already read elsewhere: no popup, unless it still waits for a confirmation
+  if (existing?.read && !awaitsConfirmation(inbox.get(key))) return;
   showToast(a);
   showDesktopNotification(a);
 }
@@ -222,13 +253,35 @@ function onRetract({ id }) {
   refreshUnread();
 }
 
-function markLocallyRead(ids) {
+function markLocallyRead(ids, confirmed = []) {
   for (const id of ids) {
     const item = inbox.get(String(id));
     if (item) item.read = true;
   }
+  for (const id of confirmed) {
+    const item = inbox.get(String(id));
+    if (item) item.confirmed = true;
+    removeToast(String(id));
+  }
   renderInbox();
   refreshUnread();
+}
+
+/** Archived (or restored) here or in another tab. */
+function onArchive({ ids = [], archived = true }) {
+  if (!archived) return loadInbox(); // restored: it comes back with the inbox
+  for (const id of ids) {
+    inbox.delete(String(id));
+    removeToast(String(id));
+  }
+  renderInbox();
+  refreshUnread();
+}
+
+const awaitsConfirmation = (a) => Boolean(a?.requires_confirmation && !a.confirmed);
+
+function removeToast(key) {
+  document.querySelector(`#toasts .toast[data-id="${CSS.escape(key)}"]`)?.remove();
 }
 
 // ---- rendering --------------------------------------------------------------------------
@@ -276,15 +329,22 @@ function showToast(a) {
   const box = $('#toasts');
   if (box.querySelector(`.toast[data-id="${CSS.escape(key)}"]`)) return;
   const level = levelOf(a);
-  const dismiss = h('button', { class: 'dismiss', type: 'button', 'aria-label': 'Dismiss', title: 'Dismiss' }, '×');
-  const toast = h('div', { class: `toast level-${level}`, data: { id: key }, role: level === 'critical' ? 'alert' : 'status' },
+  // One that waits for a confirmation stays until confirmed: no dismiss, no timeout.
+  const sticky = awaitsConfirmation(a);
+  const dismiss = sticky
+    ? null
+    : h('button', { class: 'dismiss', type: 'button', 'aria-label': 'Dismiss', title: 'Dismiss' }, '×');
+  const confirm = sticky ? h('button', { class: 'confirm primary', type: 'button' }, 'Confirm') : null;
+  const toast = h('div', { class: `toast level-${level}${sticky ? ' awaits-confirmation' : ''}`, data: { id: key }, role: level === 'critical' || sticky ? 'alert' : 'status' },
     h('div', { class: 'toast-head' }, h('span', { class: `level level-${level}` }, level), h('strong', { class: 'title' }, a.title ?? ''), dismiss),
     h('p', { class: 'content' }, a.content ?? ''),
-    linkTo(a.link));
-  dismiss.addEventListener('click', () => toast.remove());
+    linkTo(a.link),
+    sticky ? h('p', { class: 'confirm-row' }, h('span', { class: 'muted small' }, 'Please confirm you have read and understood this.'), confirm) : null);
+  dismiss?.addEventListener('click', () => toast.remove());
+  confirm?.addEventListener('click', () => confirmItem(a.id));
   box.prepend(toast);
   app.toastsShown.push(a.id);
-  if (level !== 'critical') setTimeout(() => toast.remove(), TOAST_MS);
+  if (level !== 'critical' && !sticky) setTimeout(() => toast.remove(), TOAST_MS);
 }
 
 function showDesktopNotification(a) {
@@ -314,12 +374,16 @@ function renderInbox() {
 
 function renderItem(item) {
   const level = levelOf(item);
-  return h('li', { class: `item level-${level}${item.read ? '' : ' unread'}`, data: { id: String(item.id) } },
+  const awaiting = awaitsConfirmation(item) ? ' awaits-confirmation' : '';
+  return h('li', { class: `item level-${level}${item.read ? '' : ' unread'}${awaiting}`, data: { id: String(item.id) } },
     h('div', { class: 'item-head' },
       h('span', { class: `level level-${level}` }, level),
       h('strong', { class: 'title' }, item.title ?? ''),
       h('time', { class: 'muted small', datetime: item.publish_at }, formatTime(item.publish_at)),
-      item.read ? null : h('button', { class: 'mark-read', type: 'button' }, 'Mark read')),
+      item.read ? null : h('button', { class: 'mark-read', type: 'button' }, 'Mark read'),
+      awaitsConfirmation(item) ? h('button', { class: 'confirm primary', type: 'button' }, 'Confirm') : null,
+      item.requires_confirmation && item.confirmed ? h('span', { class: 'confirmed small' }, '✓ Confirmed') : null,
+      h('button', { class: 'archive', type: 'button', title: 'Archive: hide from the inbox on every device' }, 'Archive')),
     h('p', { class: 'content' }, item.content ?? ''),
     linkTo(item.link));
 }
@@ -364,8 +428,12 @@ $('#signout-button').addEventListener('click', () => signOut());
 $('#mark-all-read').addEventListener('click', markAllRead);
 $('#load-more').addEventListener('click', () => loadInbox(true));
 $('#inbox').addEventListener('click', (ev) => {
-  const button = ev.target.closest('.mark-read');
-  if (button) markRead(button.closest('li[data-id]').dataset.id);
+  const button = ev.target.closest('button');
+  const id = button?.closest('li[data-id]')?.dataset.id;
+  if (!id) return;
+  if (button.classList.contains('mark-read')) markRead(id);
+  else if (button.classList.contains('confirm')) confirmItem(id);
+  else if (button.classList.contains('archive')) archiveItem(id);
 });
 $('#notify-button').addEventListener('click', async () => {
   await Notification.requestPermission();

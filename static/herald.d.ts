@@ -23,10 +23,15 @@ export interface Announcement {
   publish_at: string;
   expires_at: string | null;
   cursor: number | null;
+  /** Each recipient is asked to confirm it ("I have read and understood"). */
+  requires_confirmation: boolean;
+  /** Whether this user confirmed it. */
+  confirmed: boolean;
 }
 
 export interface InboxItem extends Announcement {
   read: boolean;
+  archived: boolean;
 }
 
 export interface InboxPage {
@@ -53,7 +58,10 @@ export interface EventMap {
   welcome: [Welcome];
   announcement: [Announcement];
   retract: [{ id: number }];
-  read: [{ ids: number[] }];
+  /** Read in another tab; `confirmed`: those of them that were confirmed. */
+  read: [{ ids: number[]; confirmed?: number[] }];
+  /** Archived in another tab (or restored to the inbox when `archived` is false). */
+  archive: [{ ids: number[]; archived: boolean }];
   pong: [{ ts: number }];
   error: [HeraldError];
   state: [State, State];
@@ -102,12 +110,23 @@ export class HeraldClient {
   send(frame: string | object): boolean;
   /** Tells the server the user read these (queued while offline). */
   read(ids: number | number[]): boolean;
+  /** Tells the server the user confirmed these; implies read (queued while offline). */
+  confirm(ids: number | number[]): boolean;
   /** Asks for everything published after `since` (WebSocket only). */
   sync(since?: number): boolean;
-  inbox(options?: { unread?: boolean; limit?: number; before?: number }): Promise<InboxPage>;
+  inbox(options?: {
+    unread?: boolean;
+    archived?: boolean;
+    limit?: number;
+    before?: number;
+  }): Promise<InboxPage>;
   unreadCount(): Promise<number>;
   markRead(ids: number | number[]): Promise<unknown[]>;
   markAllRead(): Promise<{ marked: number }>;
+  /** Archives these: out of the inbox and the unread count on every device. */
+  archive(ids: number | number[]): Promise<{ id: number; archived: boolean }[]>;
+  /** Restores these from the archive. */
+  unarchive(ids: number | number[]): Promise<{ id: number; archived: boolean }[]>;
 }
 
 export default HeraldClient;

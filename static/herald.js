@@ -4,7 +4,8 @@
  * A dependency-free ES module that does once, properly, what every hand-written
  * "SocketService" does badly: app-level heartbeat, dead-connection detection, reconnect with
  * capped exponential backoff and full jitter, no retry on auth failures (4001/4003), resume by
- * cursor across reconnects and page reloads, de-duplication by announcement id, ack and read.
+ * cursor across reconnects and page reloads, de-duplication by announcement id, ack, read and
+ * confirm.
  *
  *   import HeraldClient from '/herald.js';
  *   const client = new HeraldClient({ userId: 'alice', token: jwt });
@@ -13,7 +14,9 @@
  *   client.connect();
  *
  * Events (on(type, fn) returns an unsubscribe function):
- *   welcome, announcement, retract, read, pong, error — the `data` of the server frame;
+ *   welcome, announcement, retract, read, archive, pong, error — the `data` of the server
+ *   frame (`read` is {ids, confirmed}: confirmed lists the ids among them that were confirmed;
+ *   `archive` is {ids, archived}: archived in another tab, or restored when archived is false);
  *   error also carries local problems ({code: 'bad_frame' | 'connect_failed' | 'gave_up', msg});
  *   state — (state, previous); close — {code, reason} whenever a connection ends;
  *   transport — ('websocket' | 'sse') when the client changes transport.
@@ -24,20 +27,24 @@
  * it to the open session (a `refresh` frame, or a new event stream), and after `token_expired`
  * it fetches once more and reconnects instead of giving up.
  *
- * REST helpers for the user's inbox: inbox({unread, limit, before}), unreadCount(),
- * markRead(ids), markAllRead() — promises of the API's JSON.
+ * REST helpers for the user's inbox: inbox({unread, archived, limit, before}), unreadCount(),
+ * markRead(ids), markAllRead(), archive(ids), unarchive(ids) — promises of the API's JSON.
  *
  * Transports: `transport: 'auto'` (default) uses WebSocket and, after two attempts that never
  * opened while the server answers plain HTTP (a proxy that refuses the upgrade, not a server
  * that is down) and no WebSocket has opened on the page, Server-Sent Events for the rest of
  * the page's life,
- * with the same cursor, de-duplication and state events; acks and reads then go over REST
+ * with the same cursor, de-duplication and state events; acks, reads and confirms then go over REST
  * (`POST /api/me/receipts`). `'websocket'` or `'sse'` fixes one.
  */
 
-const EVENTS = ['welcome', 'announcement', 'retract', 'read', 'error', 'state', 'pong', 'close', 'transport'];
+const EVENTS = [
+  'welcome', 'announcement', 'retract', 'read', 'archive', 'error', 'state', 'pong', 'close', 'transport',
+];
 /** Frame types an event stream carries, as event names. */
-const SSE_EVENTS = ['welcome', 'announcement', 'retract', 'read', 'error'];
+const SSE_EVENTS = ['welcome', 'announcement', 'retract', 'read', 'archive', 'error'];
+/** Client frame types that carry receipts, and the REST field each goes in over SSE. */
+const RECEIPT_FIELDS = { ack: 'delivered', read: 'read', confirm: 'confirmed' };
 /** WebSocket attempts that never opened before `auto` switches to SSE. */
 const FAILED_OPENS_BEFORE_SSE = 2;
 /** How long acks and reads gather before one REST call (SSE only). */
@@ -85,7 +92,7 @@ export class HeraldClient {
     this._refreshTimer = null;
     this._retriedAfterExpiry = false;
     this._dialing = false;
-    this._receipts = { delivered: new Set(), read: new Set(), timer: null };
+    this._receipts = { delivered: new Set(), read: new Set(), confirmed: new Set(), timer: null };
     /** A JWT string, or a function returning one (read on every connect, so it can be refreshed). */
     this.token = token;
     this.storage = storage || memoryStorage();
@@ -100,6 +107,7 @@ export class HeraldClient {
     this._deadTimer = null;
     this._retryTimer = null;
     this._pendingRead = new Set();
+    this._pendingConfirm = new Set();
 
     this._cursorKey = `herald.cursor.${this.userId}`;
     this._seenKey = `herald.seen.${this.userId}`;
@@ -164,7 +172,8 @@ export class HeraldClient {
   }
 
   /** Send a JSON frame if the socket is open; returns whether it was sent. Over SSE only
-   * `ack` and `read` can be sent (by REST); the rest of the protocol is server to client. */
+   * `ack`, `read` and `confirm` can be sent (by REST); the rest of the protocol is server to
+   * client. */
   send(frame) {
     const ws = this._ws;
     if (ws instanceof EventSourceLike) return this._sendOverRest(frame);
@@ -179,6 +188,16 @@ export class HeraldClient {
     if (list.length === 0) return false;
     if (this.send({ type: 'read', data: { ids: list } })) return true;
     list.forEach((id) => this._pendingRead.add(id));
+    return false;
+  }
+
+  /** Tell the server the user confirmed these ("I have read and understood"; implies read).
+   * Queued while offline, like reads. */
+  confirm(ids) {
+    const list = [].concat(ids).filter((id) => id != null);
+    if (list.length === 0) return false;
+    if (this.send({ type: 'confirm', data: { ids: list } })) return true;
+    list.forEach((id) => this._pendingConfirm.add(id));
     return false;
   }
 
@@ -318,10 +337,10 @@ export class HeraldClient {
     }).then((r) => r.status, () => 0);
   }
 
-  /** Acks and reads over REST, gathered briefly into one call. */
+  /** Acks, reads and confirms over REST, gathered briefly into one call. */
   _sendOverRest(frame) {
     const f = typeof frame === 'string' ? JSON.parse(frame) : frame;
-    const kind = f?.type === 'ack' ? 'delivered' : f?.type === 'read' ? 'read' : null;
+    const kind = RECEIPT_FIELDS[f?.type];
     if (!kind) return false;
     for (const id of f.data?.ids ?? []) this._receipts[kind].add(id);
     if (!this._receipts.timer) {
@@ -333,9 +352,10 @@ export class HeraldClient {
   _flushReceipts() {
     const r = this._receipts;
     r.timer = null;
-    const body = { delivered: [...r.delivered], read: [...r.read] };
+    const body = { delivered: [...r.delivered], read: [...r.read], confirmed: [...r.confirmed] };
     r.delivered.clear();
     r.read.clear();
+    r.confirmed.clear();
     this._api('POST', '/api/me/receipts', body).catch(() => {
       // Lost receipts are statistics; the next ack of the same id (on a replay) covers it.
     });
@@ -380,10 +400,12 @@ export class HeraldClient {
 
   // ---- the user's inbox over REST -----------------------------------------------------------
 
-  /** The inbox, newest first: {items, next_before}. */
-  inbox({ unread = false, limit, before } = {}) {
+  /** The inbox (or with `archived`, the archived announcements), newest first:
+   * {items, next_before}. */
+  inbox({ unread = false, archived = false, limit, before } = {}) {
     const q = new URLSearchParams();
     if (unread) q.set('unread', 'true');
+    if (archived) q.set('archived', 'true');
     if (limit != null) q.set('limit', String(limit));
     if (before != null) q.set('before', String(before));
     const query = q.toString();
@@ -406,6 +428,23 @@ export class HeraldClient {
   /** Marks everything read: {marked}. */
   markAllRead() {
     return this._api('POST', '/api/me/inbox/read-all');
+  }
+
+  /** Archives these: out of the inbox and the unread count on every device. */
+  archive(ids) {
+    return this._eachId(ids, 'archive');
+  }
+
+  /** Restores these from the archive to the inbox. */
+  unarchive(ids) {
+    return this._eachId(ids, 'unarchive');
+  }
+
+  _eachId(ids, action) {
+    const list = [].concat(ids).filter((id) => id != null);
+    return Promise.all(
+      list.map((id) => this._api('POST', `/api/me/inbox/${encodeURIComponent(id)}/${action}`)),
+    );
   }
 
   async _api(method, path, body) {
@@ -542,12 +581,18 @@ export class HeraldClient {
           this._pendingRead.clear();
           this.read(ids);
         }
+        if (this._pendingConfirm.size) {
+          const ids = [...this._pendingConfirm];
+          this._pendingConfirm.clear();
+          this.confirm(ids);
+        }
         break;
       case 'announcement':
         this._handleAnnouncement(data);
         break;
       case 'retract':
       case 'read':
+      case 'archive':
       case 'pong':
       case 'error':
         this._emit(frame.type, data);

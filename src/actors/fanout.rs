@@ -3,12 +3,13 @@
 //! One node (SQLite): the node that publishes, retracts or records a read
 //! tells its own registry. Several nodes (PostgreSQL): storage notified
 //! every node inside the transaction that made it happen, and each node's
-//! listener delivers (see `cluster`); read syncs are sent as notifications.
+//! listener delivers (see `cluster`); read and archive syncs are sent as
+//! notifications.
 //! Nothing else in herald asks which backend it runs on.
 
 use super::cluster::ClusterHandle;
 use super::delivery::deliver_all;
-use super::messages::{ReadSync, Retract};
+use super::messages::{ArchiveSync, ReadSync, Retract};
 use super::registry::Registry;
 use crate::db::DbPool;
 use crate::domain::{AnnouncementId, Audience, FullAnnouncement};
@@ -60,6 +61,15 @@ impl Fanout {
     pub fn read(&self, msg: ReadSync) {
         match &self.cluster {
             Some(cluster) => cluster.sync_reads(msg, self.registry.clone()),
+            None => self.registry.do_send(msg),
+        }
+    }
+
+    /// The user archived or restored these: tell the user's other tabs, on
+    /// every node.
+    pub fn archive(&self, msg: ArchiveSync) {
+        match &self.cluster {
+            Some(cluster) => cluster.sync_archive(msg, self.registry.clone()),
             None => self.registry.do_send(msg),
         }
     }

@@ -99,12 +99,25 @@ pub struct Retract {
     pub audience: Audience,
 }
 
-/// The user read these in one tab: tell the user's other tabs.
+/// The user read these in one tab (and confirmed `confirmed`, a subset of
+/// `ids`): tell the user's other tabs.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ReadSync {
     pub user_id: String,
     pub ids: Vec<AnnouncementId>,
+    pub confirmed: Vec<AnnouncementId>,
+    pub except: Option<SessionId>,
+}
+
+/// The user archived these (or restored them, `archived: false`): tell the
+/// user's other tabs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ArchiveSync {
+    pub user_id: String,
+    pub ids: Vec<AnnouncementId>,
+    pub archived: bool,
     pub except: Option<SessionId>,
 }
 

@@ -1,15 +1,15 @@
-//! The receipt writer: gathers acks and reads from every session and writes
-//! them in one transaction per flush, so a broadcast that 50 000 users ack is
-//! a handful of transactions, not 50 000. Reads are then pushed to the
-//! user's other tabs.
+//! The receipt writer: gathers acks, reads and confirmations from every
+//! session and writes them in one transaction per flush, so a broadcast
+//! that 50 000 users ack is a handful of transactions, not 50 000. Reads
+//! and confirmations are then pushed to the user's other tabs.
 
 use super::fanout::Fanout;
 use super::messages::*;
-use crate::db::receipts::ReceiptEvent;
+use crate::db::receipts::{BatchOutcome, ReceiptEvent, ReceiptKind};
 use crate::db::{self, DbPool};
 use crate::domain::AnnouncementId;
 use actix::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -83,7 +83,7 @@ impl ReceiptWriter {
                         .receipts_written
                         .inc_by(outcome.accepted as u64);
                     tracing::debug!(accepted = outcome.accepted, rejected = outcome.rejected, "receipts written");
-                    act.sync_reads(&batch, &outcome.read);
+                    act.sync_reads(&batch, &outcome);
                     batch.len()
                 }
                 Err(e) => {
@@ -118,38 +118,39 @@ impl ReceiptWriter {
         )
     }
 
-    /// Tells each reader's other tabs (on any node) what was read.
-    fn sync_reads(
-        &self,
-        batch: &[(ReceiptEvent, Option<SessionId>)],
-        read: &[(AnnouncementId, String)],
-    ) {
-        if read.is_empty() {
+    /// Tells each reader's other tabs (on any node) what was read and
+    /// confirmed.
+    fn sync_reads(&self, batch: &[(ReceiptEvent, Option<SessionId>)], outcome: &BatchOutcome) {
+        if outcome.read.is_empty() {
             return;
         }
-        let read: std::collections::HashSet<(AnnouncementId, &str)> =
-            read.iter().map(|(id, u)| (*id, u.as_str())).collect();
-        let mut by_origin: BTreeMap<(&str, Option<SessionId>), Vec<AnnouncementId>> =
-            BTreeMap::new();
+        let pairs = |list: &[(AnnouncementId, String)]| -> HashSet<(AnnouncementId, String)> {
+            list.iter().cloned().collect()
+        };
+        let (read, confirmed) = (pairs(&outcome.read), pairs(&outcome.confirmed));
+        type Ids = (Vec<AnnouncementId>, Vec<AnnouncementId>);
+        let mut by_origin: BTreeMap<(&str, Option<SessionId>), Ids> = BTreeMap::new();
         for (e, origin) in batch {
-            if read.contains(&(e.announcement_id, e.user_id.as_str()))
-                && e.kind == crate::db::receipts::ReceiptKind::Read
-            {
-                by_origin
-                    .entry((e.user_id.as_str(), *origin))
-                    .or_default()
-                    .push(e.announcement_id);
+            let pair = (e.announcement_id, e.user_id.clone());
+            if e.kind >= ReceiptKind::Read && read.contains(&pair) {
+                let (ids, confirms) = by_origin.entry((e.user_id.as_str(), *origin)).or_default();
+                ids.push(e.announcement_id);
+                if e.kind == ReceiptKind::Confirmed && confirmed.contains(&pair) {
+                    confirms.push(e.announcement_id);
+                }
             }
         }
-        for ((user_id, except), mut ids) in by_origin {
-            ids.sort_unstable();
-            ids.dedup();
-            let msg = ReadSync {
+        for ((user_id, except), (mut ids, mut confirmed)) in by_origin {
+            for list in [&mut ids, &mut confirmed] {
+                list.sort_unstable();
+                list.dedup();
+            }
+            self.fanout.read(ReadSync {
                 user_id: user_id.to_string(),
                 ids,
+                confirmed,
                 except,
-            };
-            self.fanout.read(msg);
+            });
         }
     }
 }

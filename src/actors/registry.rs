@@ -263,7 +263,16 @@ impl Handler<ReadSync> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: ReadSync, _: &mut Context<Self>) {
-        let frame = Push::Frame(crate::protocol::read(&msg.ids).into());
+        let frame = Push::Frame(crate::protocol::read(&msg.ids, &msg.confirmed).into());
+        self.push_to_user(&msg.user_id, &frame, msg.except);
+    }
+}
+
+impl Handler<ArchiveSync> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ArchiveSync, _: &mut Context<Self>) {
+        let frame = Push::Frame(crate::protocol::archive(&msg.ids, msg.archived).into());
         self.push_to_user(&msg.user_id, &frame, msg.except);
     }
 }

@@ -33,6 +33,7 @@ pub fn insert(
             expires_at: draft.expires_at,
             created_at: now,
             updated_at: now,
+            requires_confirmation: draft.requires_confirmation,
         };
         let id = insert_returning_id(conn, &form)?;
         audiences::write(conn, id, &draft.audience)?;

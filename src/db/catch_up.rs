@@ -5,8 +5,9 @@
 //! the replay comes a page at a time, in cursor order, up to the cursor that
 //! was newest at the opening.
 
-use super::{receipts, timeline, DbConn, DbError};
-use crate::domain::{Announcement, Cursor};
+use super::{inbox, timeline, DbConn, DbError};
+use crate::domain::{Announcement, AnnouncementId, Cursor};
+use std::collections::HashSet;
 
 /// How much one replay page may hold: at most `rows` rows, and rows only
 /// until their text passes `bytes` (always at least one row).
@@ -17,11 +18,13 @@ pub struct PageLimits {
 }
 
 /// Announcements of one replay page, oldest first; `more` when rows past
-/// the last one may still be due.
+/// the last one may still be due. `confirmed`: those of them the user has
+/// confirmed (on another device, say), so the frames say so.
 #[derive(Debug, Default)]
 pub struct ReplayRows {
     pub rows: Vec<Announcement>,
     pub more: bool,
+    pub confirmed: HashSet<AnnouncementId>,
 }
 
 #[derive(Debug, Default)]
@@ -33,8 +36,8 @@ pub struct OpeningRows {
 
 /// The opening for `user_id` with `groups` up to the newest cursor `upto`:
 /// with `count_unread` (a session's first) the unread count, with `since`
-/// (the client resumes after a cursor) the first replay page. Both in one
-/// query; a second only when the replay turned out empty for this user.
+/// (the client resumes after a cursor) the first replay page: two
+/// statements on one connection, none for what is not needed.
 #[allow(clippy::too_many_arguments)]
 pub fn open(
     conn: &mut DbConn,
@@ -48,24 +51,16 @@ pub fn open(
 ) -> Result<OpeningRows, DbError> {
     let after = since.filter(|s| *s < upto);
     Ok(match (after, count_unread) {
-        (Some(after), true) => {
-            let (unread, found) =
-                receipts::unread_with_replay(conn, user_id, groups, after, now, limits.rows)?;
-            let unread = match unread {
-                Some(n) => n,
-                None => receipts::unread_count(conn, user_id, groups, now)?,
-            };
-            OpeningRows {
-                unread,
-                replay: page(found, upto, limits),
-            }
-        }
+        (Some(after), true) => OpeningRows {
+            unread: inbox::unread_count(conn, user_id, groups, now)?,
+            replay: replay(conn, user_id, groups, after, upto, limits, now)?,
+        },
         (Some(after), false) => OpeningRows {
             unread: 0,
             replay: replay(conn, user_id, groups, after, upto, limits, now)?,
         },
         (None, true) => OpeningRows {
-            unread: receipts::unread_count(conn, user_id, groups, now)?,
+            unread: inbox::unread_count(conn, user_id, groups, now)?,
             replay: ReplayRows::default(),
         },
         (None, false) => OpeningRows::default(),
@@ -83,15 +78,23 @@ pub fn replay(
     now: i64,
 ) -> Result<ReplayRows, DbError> {
     let found = timeline::for_user_since(conn, user_id, groups, after, now, limits.rows)?;
-    Ok(page(found, upto, limits))
+    page(conn, user_id, found, upto, limits)
 }
 
 /// The rows of one page: up to `upto`, within the byte limit; `more` when
-/// the query filled its row limit and nothing was cut at `upto`.
-fn page(found: Vec<Announcement>, upto: Cursor, limits: PageLimits) -> ReplayRows {
+/// the query filled its row limit and nothing was cut at `upto`. Rows that
+/// ask for confirmation cost one more query, for the user's confirmations.
+fn page(
+    conn: &mut DbConn,
+    user_id: &str,
+    found: Vec<Announcement>,
+    upto: Cursor,
+    limits: PageLimits,
+) -> Result<ReplayRows, DbError> {
     let mut page = ReplayRows {
         rows: Vec::new(),
         more: found.len() as i64 == limits.rows,
+        confirmed: HashSet::new(),
     };
     let mut bytes = 0;
     for row in found {
@@ -106,5 +109,16 @@ fn page(found: Vec<Announcement>, upto: Cursor, limits: PageLimits) -> ReplayRow
         bytes += row.title.len() + row.content.len() + row.link.as_ref().map_or(0, String::len);
         page.rows.push(row);
     }
-    page
+    let asking: Vec<AnnouncementId> = page
+        .rows
+        .iter()
+        .filter(|row| row.requires_confirmation)
+        .map(|row| row.id)
+        .collect();
+    if !asking.is_empty() {
+        page.confirmed = inbox::confirmed_among(conn, user_id, &asking)?
+            .into_iter()
+            .collect();
+    }
+    Ok(page)
 }

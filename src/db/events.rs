@@ -20,11 +20,22 @@ pub enum Event {
     Published { id: AnnouncementId, cursor: Cursor },
     /// A published announcement was withdrawn.
     Retracted { id: AnnouncementId },
-    /// The user read these; `except` is the session (on `node`) that read
-    /// them, which needs no telling.
+    /// The user read these (and confirmed `confirmed` among them); `except`
+    /// is the session (on `node`) that read them, which needs no telling.
     Read {
         user_id: String,
         ids: Vec<AnnouncementId>,
+        /// Absent from a node that predates confirmation.
+        #[serde(default)]
+        confirmed: Vec<AnnouncementId>,
+        node: String,
+        except: Option<SessionId>,
+    },
+    /// The user archived these (`archived`) or restored them to the inbox.
+    Archive {
+        user_id: String,
+        ids: Vec<AnnouncementId>,
+        archived: bool,
         node: String,
         except: Option<SessionId>,
     },

@@ -27,6 +27,7 @@ pub struct AnnouncementRow {
     pub publish_cursor: Option<i64>,
     pub targeted: Option<i64>,
     pub online_at_publish: Option<i64>,
+    pub requires_confirmation: bool,
 }
 
 /// Strings herald did not write (a hand-edited table) read as they always
@@ -52,6 +53,7 @@ impl From<AnnouncementRow> for Announcement {
             cursor: row.publish_cursor.map(Cursor),
             targeted: row.targeted,
             online_at_publish: row.online_at_publish,
+            requires_confirmation: row.requires_confirmation,
         }
     }
 }
@@ -74,6 +76,7 @@ pub struct AnnouncementInsertForm<'a> {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub requires_confirmation: bool,
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -87,6 +90,7 @@ pub struct AnnouncementUpdateForm {
     pub publish_at: Option<i64>,
     pub expires_at: Option<Option<i64>>,
     pub updated_at: Option<i64>,
+    pub requires_confirmation: Option<bool>,
 }
 
 impl AnnouncementUpdateForm {
@@ -104,6 +108,7 @@ impl AnnouncementUpdateForm {
             publish_at: patch.publish_at,
             expires_at: patch.expires_at,
             updated_at: Some(now),
+            requires_confirmation: patch.requires_confirmation,
         }
     }
 }
@@ -123,4 +128,6 @@ pub struct ReceiptRow {
     pub user_id: String,
     pub delivered_at: Option<i64>,
     pub read_at: Option<i64>,
+    pub confirmed_at: Option<i64>,
+    pub archived_at: Option<i64>,
 }

@@ -1,16 +1,15 @@
-//! Delivery and read receipts, written in batches, and the counts and
-//! per-user views built on them (inbox, unread count, admin stats).
+//! Delivery, read and confirmation receipts, written in batches. What they
+//! add up to is elsewhere: per user in `inbox`, per announcement in
+//! `recipients`.
 
 use super::audiences;
-use super::models::{self, AnnouncementRow, ReceiptRow};
+use super::models::ReceiptRow;
 use super::schema::{announcements as a, receipts as r};
-use super::timeline::{current, visible_to};
+use super::timeline::current;
 use super::{DbConn, DbError};
-use crate::domain::{Announcement, AnnouncementId, AudienceKind, Cursor};
+use crate::domain::{AnnouncementId, AudienceKind};
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-
-type Backend = <DbConn as Connection>::Backend;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ReceiptKind {
@@ -18,6 +17,8 @@ pub enum ReceiptKind {
     Delivered,
     /// The user read it (implies delivered).
     Read,
+    /// The user confirmed it: "I have read and understood" (implies read).
+    Confirmed,
 }
 
 /// One receipt as a session or the REST API reports it. The groups come from
@@ -30,19 +31,21 @@ pub struct ReceiptEvent {
     pub kind: ReceiptKind,
 }
 
-/// What a batch changed: which (announcement, user) pairs are now read.
+/// What a batch changed: which (announcement, user) pairs are now read, and
+/// which of them confirmed (each confirmed pair is in `read` too).
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
     pub accepted: usize,
     pub rejected: usize,
     pub read: Vec<(AnnouncementId, String)>,
+    pub confirmed: Vec<(AnnouncementId, String)>,
 }
 
 /// Writes a batch of receipts in one transaction, ignoring receipts for
 /// announcements the user is not in the audience of, or that are not
 /// published or have expired (no longer in anyone's inbox, so a receipt
 /// for one is as unknown as for an id that never existed). Idempotent: the
-/// first delivered_at and read_at win.
+/// first delivered_at, read_at and confirmed_at win.
 pub fn record(
     conn: &mut DbConn,
     events: &[ReceiptEvent],
@@ -69,64 +72,80 @@ pub fn record(
 
     conn.transaction(|conn| {
         for (&id, users) in &wanted {
-            let readers = write_one(conn, id, users, at)?;
-            outcome
-                .read
-                .extend(readers.into_iter().map(|u| (id, u.to_string())));
+            let written = write_one(conn, id, users, at)?;
+            let pairs = |users: Vec<&str>| -> Vec<(AnnouncementId, String)> {
+                users.into_iter().map(|u| (id, u.to_string())).collect()
+            };
+            outcome.read.extend(pairs(written.read));
+            outcome.confirmed.extend(pairs(written.confirmed));
         }
         Ok::<_, diesel::result::Error>(())
     })?;
     Ok(outcome)
 }
 
+/// The users of one announcement whose read (or confirmation) a batch wrote.
+struct Written<'u> {
+    read: Vec<&'u str>,
+    confirmed: Vec<&'u str>,
+}
+
 /// Writes one announcement's receipts from `users` (user → strongest kind):
-/// inserts the rows that are missing, then sets delivered_at and read_at
-/// where they are still empty. Answers the users who read it.
+/// inserts the rows that are missing, then sets delivered_at, read_at and
+/// confirmed_at where they are still empty.
 fn write_one<'u>(
     conn: &mut DbConn,
     id: AnnouncementId,
     users: &BTreeMap<&'u str, ReceiptKind>,
     at: i64,
-) -> Result<Vec<&'u str>, diesel::result::Error> {
+) -> Result<Written<'u>, diesel::result::Error> {
     let rows: Vec<ReceiptRow> = users
         .iter()
         .map(|(user, kind)| ReceiptRow {
             announcement_id: id.0,
             user_id: user.to_string(),
             delivered_at: Some(at),
-            read_at: (*kind == ReceiptKind::Read).then_some(at),
+            read_at: (*kind >= ReceiptKind::Read).then_some(at),
+            confirmed_at: (*kind == ReceiptKind::Confirmed).then_some(at),
+            archived_at: None,
         })
         .collect();
     for chunk in rows.chunks(1_000) {
         crate::insert_ignore!(conn, r::table, chunk)?;
     }
-    let all: Vec<&str> = users.keys().copied().collect();
-    let readers: Vec<&str> = users
-        .iter()
-        .filter(|(_, k)| **k == ReceiptKind::Read)
-        .map(|(u, _)| *u)
-        .collect();
+    let at_least = |least: ReceiptKind| -> Vec<&'u str> {
+        users
+            .iter()
+            .filter(|(_, k)| **k >= least)
+            .map(|(u, _)| *u)
+            .collect()
+    };
+    let (all, read, confirmed) = (
+        at_least(ReceiptKind::Delivered),
+        at_least(ReceiptKind::Read),
+        at_least(ReceiptKind::Confirmed),
+    );
+    let of = |chunk: &[&'u str]| {
+        r::table
+            .filter(r::announcement_id.eq(id.0))
+            .filter(r::user_id.eq_any(chunk.to_vec()))
+    };
     for chunk in all.chunks(1_000) {
-        diesel::update(
-            r::table
-                .filter(r::announcement_id.eq(id.0))
-                .filter(r::user_id.eq_any(chunk))
-                .filter(r::delivered_at.is_null()),
-        )
-        .set(r::delivered_at.eq(at))
-        .execute(conn)?;
+        diesel::update(of(chunk).filter(r::delivered_at.is_null()))
+            .set(r::delivered_at.eq(at))
+            .execute(conn)?;
     }
-    for chunk in readers.chunks(1_000) {
-        diesel::update(
-            r::table
-                .filter(r::announcement_id.eq(id.0))
-                .filter(r::user_id.eq_any(chunk))
-                .filter(r::read_at.is_null()),
-        )
-        .set(r::read_at.eq(at))
-        .execute(conn)?;
+    for chunk in read.chunks(1_000) {
+        diesel::update(of(chunk).filter(r::read_at.is_null()))
+            .set(r::read_at.eq(at))
+            .execute(conn)?;
     }
-    Ok(readers)
+    for chunk in confirmed.chunks(1_000) {
+        diesel::update(of(chunk).filter(r::confirmed_at.is_null()))
+            .set(r::confirmed_at.eq(at))
+            .execute(conn)?;
+    }
+    Ok(Written { read, confirmed })
 }
 
 /// For each event, whether its user may receipt that announcement: it is
@@ -189,153 +208,4 @@ fn allowed(conn: &mut DbConn, events: &[ReceiptEvent], at: i64) -> Result<Vec<bo
             }
         })
         .collect())
-}
-
-fn read_by<'a>(
-    user_id: &'a str,
-) -> Box<dyn BoxableExpression<a::table, Backend, SqlType = diesel::sql_types::Bool> + 'a> {
-    Box::new(diesel::dsl::exists(
-        r::table
-            .filter(r::announcement_id.eq(a::id))
-            .filter(r::user_id.eq(user_id))
-            .filter(r::read_at.is_not_null()),
-    ))
-}
-
-/// One inbox entry: the announcement and whether this user has read it.
-#[derive(Debug, Clone)]
-pub struct InboxItem {
-    pub announcement: Announcement,
-    pub read: bool,
-}
-
-/// The user's inbox, newest first; `before` is a cursor from the previous page.
-pub fn inbox(
-    conn: &mut DbConn,
-    user_id: &str,
-    groups: &[String],
-    unread_only: bool,
-    before: Option<Cursor>,
-    limit: i64,
-    now: i64,
-) -> Result<Vec<InboxItem>, DbError> {
-    let mut query = a::table
-        .filter(visible_to(user_id, groups, now))
-        .select(AnnouncementRow::as_select())
-        .order(a::publish_cursor.desc())
-        .limit(limit)
-        .into_boxed::<Backend>();
-    if unread_only {
-        query = query.filter(diesel::dsl::not(read_by(user_id)));
-    }
-    if let Some(before) = before {
-        query = query.filter(a::publish_cursor.lt(before.0));
-    }
-    let rows = models::announcements(query.load(conn)?);
-    let ids: Vec<i64> = rows.iter().map(|row| row.id.0).collect();
-    let read: BTreeSet<i64> = r::table
-        .filter(r::user_id.eq(user_id))
-        .filter(r::announcement_id.eq_any(&ids))
-        .filter(r::read_at.is_not_null())
-        .select(r::announcement_id)
-        .load::<i64>(conn)?
-        .into_iter()
-        .collect();
-    Ok(rows
-        .into_iter()
-        .map(|announcement| InboxItem {
-            read: read.contains(&announcement.id.0),
-            announcement,
-        })
-        .collect())
-}
-
-/// Ids of the user's current announcements not yet read.
-pub fn unread_ids(
-    conn: &mut DbConn,
-    user_id: &str,
-    groups: &[String],
-    now: i64,
-) -> Result<Vec<AnnouncementId>, DbError> {
-    let ids = a::table
-        .filter(visible_to(user_id, groups, now))
-        .filter(diesel::dsl::not(read_by(user_id)))
-        .select(a::id)
-        .load(conn)?;
-    Ok(ids.into_iter().map(AnnouncementId).collect())
-}
-
-pub fn unread_count(
-    conn: &mut DbConn,
-    user_id: &str,
-    groups: &[String],
-    now: i64,
-) -> Result<i64, DbError> {
-    Ok(a::table
-        .filter(visible_to(user_id, groups, now))
-        .filter(diesel::dsl::not(read_by(user_id)))
-        .count()
-        .get_result(conn)?)
-}
-
-/// The unread count and the first replay page after `since` in one query:
-/// each replayed row carries the count (a scalar subquery). `None` for the
-/// count when no row is due to this user after `since`.
-pub fn unread_with_replay(
-    conn: &mut DbConn,
-    user_id: &str,
-    groups: &[String],
-    since: Cursor,
-    now: i64,
-    limit: i64,
-) -> Result<(Option<i64>, Vec<Announcement>), DbError> {
-    let unread = a::table
-        .filter(visible_to(user_id, groups, now))
-        .filter(diesel::dsl::not(read_by(user_id)))
-        .count()
-        .single_value();
-    let rows: Vec<(AnnouncementRow, Option<i64>)> = a::table
-        .filter(visible_to(user_id, groups, now))
-        .filter(a::publish_cursor.gt(since.0))
-        .order(a::publish_cursor.asc())
-        .limit(limit)
-        .select((AnnouncementRow::as_select(), unread))
-        .load(conn)?;
-    let count = rows.first().map(|(_, n)| n.unwrap_or_default());
-    let rows = rows.into_iter().map(|(row, _)| row).collect();
-    Ok((count, models::announcements(rows)))
-}
-
-/// (delivered, read) counts for one announcement.
-pub fn counts(conn: &mut DbConn, id: AnnouncementId) -> Result<(i64, i64), DbError> {
-    let delivered = r::table
-        .filter(r::announcement_id.eq(id.0))
-        .filter(r::delivered_at.is_not_null())
-        .count()
-        .get_result(conn)?;
-    let read = r::table
-        .filter(r::announcement_id.eq(id.0))
-        .filter(r::read_at.is_not_null())
-        .count()
-        .get_result(conn)?;
-    Ok((delivered, read))
-}
-
-/// (delivered, read) counts for many announcements at once, for listings.
-pub fn counts_many(
-    conn: &mut DbConn,
-    ids: &[AnnouncementId],
-) -> Result<HashMap<AnnouncementId, (i64, i64)>, DbError> {
-    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-    let rows: Vec<(i64, Option<i64>, Option<i64>)> = r::table
-        .filter(r::announcement_id.eq_any(ids))
-        .select((r::announcement_id, r::delivered_at, r::read_at))
-        .load(conn)?;
-    let mut out: HashMap<AnnouncementId, (i64, i64)> = HashMap::new();
-    for (id, delivered, read) in rows {
-        let entry = out.entry(AnnouncementId(id)).or_default();
-        entry.0 += i64::from(delivered.is_some());
-        entry.1 += i64::from(read.is_some());
-    }
-    Ok(out)
 }

@@ -32,6 +32,7 @@ diesel::table! {
         publish_cursor -> Nullable<BigInt>,
         targeted -> Nullable<BigInt>,
         online_at_publish -> Nullable<BigInt>,
+        requires_confirmation -> Bool,
     }
 }
 
@@ -49,6 +50,8 @@ diesel::table! {
         user_id -> Text,
         delivered_at -> Nullable<BigInt>,
         read_at -> Nullable<BigInt>,
+        confirmed_at -> Nullable<BigInt>,
+        archived_at -> Nullable<BigInt>,
     }
 }
 

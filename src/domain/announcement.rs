@@ -89,6 +89,8 @@ pub struct Announcement {
     /// How many users the audience reached as far as herald knew at publish.
     pub targeted: Option<i64>,
     pub online_at_publish: Option<i64>,
+    /// Each recipient is asked to confirm it, not only to read it.
+    pub requires_confirmation: bool,
 }
 
 impl Announcement {

@@ -70,6 +70,7 @@ pub struct CreateInput {
     pub publish_at: Option<String>,
     /// RFC 3339, after `publish_at`.
     pub expires_at: Option<String>,
+    pub requires_confirmation: Option<bool>,
 }
 
 /// `PATCH /api/announcements/{id}` body: every field optional; `link` and
@@ -89,6 +90,9 @@ pub struct PatchInput {
     /// RFC 3339; null clears it.
     #[serde(default, deserialize_with = "double_option")]
     pub expires_at: Option<Option<String>>,
+    /// `null` is refused: leaving the flag as it is means leaving it out.
+    #[serde(default, deserialize_with = "double_option")]
+    pub requires_confirmation: Option<Option<bool>>,
 }
 
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -109,6 +113,7 @@ pub struct AnnouncementDraft {
     pub audience: Audience,
     pub publish_at: i64,
     pub expires_at: Option<i64>,
+    pub requires_confirmation: bool,
 }
 
 /// A validated change to a scheduled announcement.
@@ -121,6 +126,7 @@ pub struct AnnouncementPatch {
     pub audience: Option<Audience>,
     pub publish_at: Option<i64>,
     pub expires_at: Option<Option<i64>>,
+    pub requires_confirmation: Option<bool>,
 }
 
 /// An http(s) URL, or a path on this site. Browsers drop tabs and newlines
@@ -316,6 +322,7 @@ impl AnnouncementDraft {
             audience,
             publish_at,
             expires_at,
+            requires_confirmation: input.requires_confirmation.unwrap_or(false),
         })
     }
 }
@@ -393,6 +400,16 @@ impl AnnouncementPatch {
                 .expires_at
                 .as_ref()
                 .map(|e| e.as_deref().and_then(|t| c.time("expires_at", t))),
+            requires_confirmation: match input.requires_confirmation {
+                Some(None) => {
+                    c.errors.push(FieldError::new(
+                        "requires_confirmation",
+                        "must be true or false",
+                    ));
+                    None
+                }
+                given => given.flatten(),
+            },
         };
         c.finish(patch)
     }

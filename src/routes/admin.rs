@@ -9,6 +9,7 @@ use super::admin_views::{
 use super::auth::AdminAuth;
 use crate::actors::messages::{GetPresence, GetUserSessions, Wake};
 use crate::db::announcements::{ChangeOutcome, WithdrawOutcome};
+use crate::db::recipients::ReceiptCounts;
 use crate::db::{self};
 use crate::domain::draft::{CreateInput, PatchInput};
 use crate::domain::{
@@ -34,6 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(withdraw)),
     )
     .route("/announcements/{id}/audience", web::get().to(audience))
+    .route(
+        "/announcements/{id}/recipients",
+        web::get().to(super::recipients::list),
+    )
     .route("/presence", web::get().to(presence))
     .route("/presence/{user_id}", web::get().to(user_presence))
     .route("/tokens", web::post().to(mint_token));
@@ -44,11 +49,11 @@ fn fresh_view(full: &FullAnnouncement) -> AdminAnnouncement {
     view(
         &full.announcement,
         &AudienceSummary::of(&full.audience),
-        (0, 0),
+        ReceiptCounts::default(),
     )
 }
 
-fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
+pub fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
     raw.parse()
         .map(AnnouncementId)
         .map_err(|_| AppError::NotFound(format!("announcement {raw}")))
@@ -124,7 +129,7 @@ async fn list(
     let (items, counts) = db::run(&state.pool, move |conn| {
         let items = db::announcements::list(conn, status, before, limit)?;
         let ids: Vec<AnnouncementId> = items.iter().map(|s| s.announcement.id).collect();
-        let counts = db::receipts::counts_many(conn, &ids)?;
+        let counts = db::recipients::counts_many(conn, &ids)?;
         Ok((items, counts))
     })
     .await?;
@@ -158,7 +163,7 @@ async fn get(
     let found = db::run(
         &state.pool,
         move |conn| match db::announcements::get_summarized(conn, id)? {
-            Some(found) => Ok(Some((db::receipts::counts(conn, id)?, found))),
+            Some(found) => Ok(Some((db::recipients::counts(conn, id)?, found))),
             None => Ok(None),
         },
     )

@@ -2,6 +2,7 @@
 //! document is derived from.
 
 use crate::actors::messages::PresenceSnapshot;
+use crate::db::recipients::ReceiptCounts;
 use crate::domain::{
     rfc3339, Announcement, AnnouncementId, AudienceKind, AudienceSummary, AudienceView, Cursor,
     Level, Status,
@@ -27,6 +28,8 @@ pub struct AdminAnnouncement {
     pub retracted_at: Option<String>,
     /// Set once published.
     pub cursor: Option<Cursor>,
+    /// Recipients are asked to confirm it ("I have read and understood").
+    pub requires_confirmation: bool,
     pub stats: Stats,
 }
 
@@ -37,11 +40,17 @@ pub struct Stats {
     pub online_at_publish: Option<i64>,
     pub delivered: i64,
     pub read: i64,
+    pub confirmed: i64,
 }
 
-/// The admin's view of an announcement; `counts` are (delivered, read).
-/// The audience is a summary: the full list is paged from `/audience`.
-pub fn view(a: &Announcement, audience: &AudienceSummary, counts: (i64, i64)) -> AdminAnnouncement {
+/// The admin's view of an announcement with its receipt counts. The
+/// audience is a summary: the full list is paged from `/audience`, who has
+/// (not) confirmed from `/recipients`.
+pub fn view(
+    a: &Announcement,
+    audience: &AudienceSummary,
+    counts: ReceiptCounts,
+) -> AdminAnnouncement {
     AdminAnnouncement {
         id: a.id,
         title: a.title.clone(),
@@ -57,11 +66,13 @@ pub fn view(a: &Announcement, audience: &AudienceSummary, counts: (i64, i64)) ->
         published_at: a.published_at.map(rfc3339),
         retracted_at: a.retracted_at.map(rfc3339),
         cursor: a.cursor,
+        requires_confirmation: a.requires_confirmation,
         stats: Stats {
             targeted: a.targeted,
             online_at_publish: a.online_at_publish,
-            delivered: counts.0,
-            read: counts.1,
+            delivered: counts.delivered,
+            read: counts.read,
+            confirmed: counts.confirmed,
         },
     }
 }

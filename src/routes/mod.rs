@@ -11,6 +11,7 @@ pub mod health;
 pub mod me;
 pub mod middleware;
 pub mod openapi;
+pub mod recipients;
 pub mod sse;
 pub mod static_files;
 pub mod ws;

@@ -20,7 +20,7 @@
 //! such request can get (401, 500, 503; 400 and 413 with a body), added
 //! here by `CommonAnswers`, so annotations list only their own.
 
-use super::{admin, health, me};
+use super::{admin, health, me, recipients};
 use crate::error::ErrorBody;
 use actix_web::HttpResponse;
 use std::sync::LazyLock;
@@ -44,13 +44,17 @@ use utoipa::{Modify, OpenApi};
         admin::patch,
         admin::withdraw,
         admin::audience,
+        recipients::list,
         admin::presence,
         admin::user_presence,
         admin::mint_token,
-        me::inbox,
+        me::list,
         me::unread_count,
-        me::read_one,
-        me::read_all,
+        me::inbox::read_one,
+        me::inbox::read_all,
+        me::inbox::confirm_one,
+        me::inbox::archive,
+        me::inbox::unarchive,
         me::receipts,
         health::healthz,
         health::readyz,

@@ -36,6 +36,7 @@ static ASSETS: &[Asset] = &[
     asset!("admin.html", "text/html; charset=utf-8"),
     asset!("app.js", "text/javascript; charset=utf-8"),
     asset!("admin.js", "text/javascript; charset=utf-8"),
+    asset!("admin-recipients.js", "text/javascript; charset=utf-8"),
     asset!("herald.js", "text/javascript; charset=utf-8"),
     asset!("herald.css", "text/css; charset=utf-8"),
 ];

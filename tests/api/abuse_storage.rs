@@ -396,6 +396,7 @@ async fn reschedule_between_due_and_claim_keeps_the_new_time() {
         audience: Audience::All,
         publish_at: now,
         expires_at: None,
+        requires_confirmation: false,
     };
     let later = now + 365 * 24 * 3_600_000;
     let move_later = AnnouncementPatch {
@@ -460,6 +461,7 @@ fn a_patch_racing_a_patch_still_leaves_a_moment_to_be_seen() {
         audience: Audience::All,
         publish_at: now + hour,
         expires_at: Some(now + 2 * hour),
+        requires_confirmation: false,
     };
     let mut conn = pool.get().expect("connection");
     let id = insert(&mut conn, &draft, now)

@@ -252,7 +252,10 @@ async fn a_restart_storm_resumes_every_session_exactly_once() {
     let mut a = start_storm_node(&db, &format!("127.0.0.1:{port}"), "storm-a2");
     let storm = announce_all(&b, "published during the storm", None).await;
 
-    until(&tally, started, "all resumed", |t| t.resumed.len() == SESSIONS).await;
+    until(&tally, started, "all resumed", |t| {
+        t.resumed.len() == SESSIONS
+    })
+    .await;
     let last = tally.borrow().last_resume.expect("resumed");
     eprintln!(
         "restart storm: {SESSIONS} sessions resumed {:?} after the new node started ({:?} after SIGTERM)",

@@ -6,6 +6,7 @@
 //! passes. Every test starts its own herald (own port, own SQLite file), its
 //! own chromedriver and its own Chromium profile, so they run in parallel.
 
+mod confirm;
 mod harness;
 mod pages;
 mod reconnect;

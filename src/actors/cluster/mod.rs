@@ -19,7 +19,7 @@
 mod listener;
 mod node;
 
-use super::messages::ReadSync;
+use super::messages::{ArchiveSync, ReadSync};
 use super::newest::NewestCursor;
 use super::registry::Registry;
 use crate::db::events::{self, Event};
@@ -30,8 +30,9 @@ use node::Node;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Ids per read notification: PostgreSQL caps a payload at 8000 bytes.
-const READ_IDS_PER_NOTIFY: usize = 300;
+/// Ids per read or archive notification: PostgreSQL caps a payload at 8000
+/// bytes, and a read carries each id at most twice (read and confirmed).
+const READ_IDS_PER_NOTIFY: usize = 150;
 
 /// This node's handle on the cluster, kept in the app state.
 #[derive(Clone)]
@@ -83,6 +84,18 @@ impl ClusterHandle {
     /// fails, at least this node's tabs.
     pub fn sync_reads(&self, msg: ReadSync, registry: Addr<Registry>) {
         let events = read_events(&msg, &self.node);
+        self.notify_or(events, move || registry.do_send(msg));
+    }
+
+    /// Tells every node (this one included) what the user archived or
+    /// restored; if that fails, at least this node's tabs.
+    pub fn sync_archive(&self, msg: ArchiveSync, registry: Addr<Registry>) {
+        let events = archive_events(&msg, &self.node);
+        self.notify_or(events, move || registry.do_send(msg));
+    }
+
+    /// Sends `events` as notifications, or runs `fallback` when it cannot.
+    fn notify_or(&self, events: Vec<Event>, fallback: impl FnOnce() + 'static) {
         let pool = self.pool.clone();
         actix_web::rt::spawn(async move {
             let sent = db::run(&pool, move |conn| {
@@ -93,20 +106,41 @@ impl ClusterHandle {
             })
             .await;
             if let Err(e) = sent {
-                tracing::warn!(error = %e, user_id = ?msg.user_id, "could not tell other nodes about reads");
-                registry.do_send(msg);
+                tracing::warn!(error = %e, "could not tell other nodes about a user's tabs");
+                fallback();
             }
         });
     }
 }
 
-/// A read sync as notifications small enough for PostgreSQL.
+/// A read sync as notifications small enough for PostgreSQL; each chunk
+/// carries the confirmations among its own ids.
 fn read_events(msg: &ReadSync, node: &str) -> Vec<Event> {
     msg.ids
         .chunks(READ_IDS_PER_NOTIFY)
         .map(|ids| Event::Read {
             user_id: msg.user_id.clone(),
             ids: ids.to_vec(),
+            confirmed: msg
+                .confirmed
+                .iter()
+                .filter(|id| ids.contains(id))
+                .copied()
+                .collect(),
+            node: node.to_string(),
+            except: msg.except,
+        })
+        .collect()
+}
+
+/// An archive sync as notifications small enough for PostgreSQL.
+fn archive_events(msg: &ArchiveSync, node: &str) -> Vec<Event> {
+    msg.ids
+        .chunks(READ_IDS_PER_NOTIFY)
+        .map(|ids| Event::Archive {
+            user_id: msg.user_id.clone(),
+            ids: ids.to_vec(),
+            archived: msg.archived,
             node: node.to_string(),
             except: msg.except,
         })
@@ -176,14 +210,24 @@ mod tests {
 
     #[test]
     fn a_full_read_chunk_fits_in_a_notification() {
+        let ids = vec![AnnouncementId(i64::MAX); READ_IDS_PER_NOTIFY * 2];
         let msg = ReadSync {
             user_id: "u".repeat(200),
-            ids: vec![AnnouncementId(i64::MAX); READ_IDS_PER_NOTIFY * 2],
+            ids: ids.clone(),
+            confirmed: ids.clone(),
+            except: Some(u64::MAX),
+        };
+        let archive = ArchiveSync {
+            user_id: "u".repeat(200),
+            ids,
+            archived: true,
             except: Some(u64::MAX),
         };
         let events = read_events(&msg, "ffffffff");
         assert_eq!(events.len(), 2);
-        for event in events {
+        let archives = archive_events(&archive, "ffffffff");
+        assert_eq!(archives.len(), 2);
+        for event in events.into_iter().chain(archives) {
             let len = serde_json::to_string(&event).expect("json").len();
             assert!(len < 8000, "payload of {len} bytes");
         }

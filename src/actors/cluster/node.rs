@@ -3,7 +3,7 @@
 //! node delivered.
 
 use crate::actors::delivery::{deliver, record_online};
-use crate::actors::messages::{ReadSync, Retract};
+use crate::actors::messages::{ArchiveSync, ReadSync, Retract};
 use crate::actors::registry::Registry;
 use crate::db::events::Event;
 use crate::db::{self, DbConn, DbError, DbPool};
@@ -67,6 +67,7 @@ enum Step {
         audience: Audience,
     },
     Read(ReadSync),
+    Archive(ArchiveSync),
 }
 
 struct Plan {
@@ -118,6 +119,7 @@ impl Node {
                     }
                     Step::Retract { id, audience } => registry.do_send(Retract { id, audience }),
                     Step::Read(msg) => registry.do_send(msg),
+                    Step::Archive(msg) => registry.do_send(msg),
                 }
             }
             record_online(&pool, online).await;
@@ -170,11 +172,25 @@ fn plan_events(
             Event::Read {
                 user_id,
                 ids,
+                confirmed,
                 node: from,
                 except,
             } => plan.steps.push(Step::Read(ReadSync {
                 user_id,
                 ids,
+                confirmed,
+                except: except.filter(|_| from == node_id),
+            })),
+            Event::Archive {
+                user_id,
+                ids,
+                archived,
+                node: from,
+                except,
+            } => plan.steps.push(Step::Archive(ArchiveSync {
+                user_id,
+                ids,
+                archived,
                 except: except.filter(|_| from == node_id),
             })),
         }

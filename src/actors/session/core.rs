@@ -343,6 +343,7 @@ impl SessionCore {
             )),
             ClientFrame::Ack(ids) => self.record(ids, ReceiptKind::Delivered, out),
             ClientFrame::Read(ids) => self.record(ids, ReceiptKind::Read, out),
+            ClientFrame::Confirm(ids) => self.record(ids, ReceiptKind::Confirmed, out),
             ClientFrame::Sync(since) => self.sync(since, out),
             ClientFrame::Refresh(token) => match keys.verify_for(&token, &self.user_id) {
                 Ok(claims) => self.refresh(claims, out),

@@ -1,8 +1,13 @@
-//! The user REST API: my inbox, unread count, mark read. The user is the
-//! `sub` of the bearer JWT; nobody reads another user's inbox.
+//! The user REST API: my inbox (or my archive), unread count, batched
+//! receipts; what one does to one announcement (read, confirm, archive) is
+//! in `inbox`. The user is the `sub` of the bearer JWT; nobody reads
+//! another user's inbox.
+
+pub(crate) mod inbox;
 
 use super::auth::UserAuth;
-use crate::actors::messages::{ReadSync, Record};
+use crate::actors::messages::Record;
+use crate::db::inbox::InboxFilter;
 use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::db::{self};
 use crate::domain::{AnnouncementId, Cursor};
@@ -16,9 +21,12 @@ use utoipa::{IntoParams, ToSchema};
 
 /// The user API's routes, under `/api/me`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/inbox", web::get().to(inbox))
-        .route("/inbox/read-all", web::post().to(read_all))
-        .route("/inbox/{id}/read", web::post().to(read_one))
+    cfg.route("/inbox", web::get().to(list))
+        .route("/inbox/read-all", web::post().to(inbox::read_all))
+        .route("/inbox/{id}/read", web::post().to(inbox::read_one))
+        .route("/inbox/{id}/confirm", web::post().to(inbox::confirm_one))
+        .route("/inbox/{id}/archive", web::post().to(inbox::archive))
+        .route("/inbox/{id}/unarchive", web::post().to(inbox::unarchive))
         .route("/unread-count", web::get().to(unread_count))
         .route("/receipts", web::post().to(receipts));
 }
@@ -28,6 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 struct InboxQuery {
     /// Only the unread ones.
     unread: Option<bool>,
+    /// The archived ones instead of the inbox.
+    archived: Option<bool>,
     /// 1 to 500, default 50.
     limit: Option<i64>,
     /// The previous page's `next_before` (a cursor).
@@ -40,6 +50,7 @@ pub struct InboxItem {
     #[serde(flatten)]
     announcement: AnnouncementView,
     read: bool,
+    archived: bool,
 }
 
 /// A page of my inbox, newest first.
@@ -50,7 +61,8 @@ pub struct InboxPage {
     next_before: Option<Cursor>,
 }
 
-/// My inbox: what was published for me and has not expired, newest first.
+/// My inbox (or, with `archived=true`, my archive): what was published for
+/// me and has not expired, newest first.
 #[utoipa::path(get, path = "/api/me/inbox", tag = "user",
     security(("user_jwt" = [])),
     params(InboxQuery),
@@ -58,20 +70,23 @@ pub struct InboxPage {
         (status = 200, description = "A page", body = InboxPage),
         (status = 400, description = "A bad query parameter", body = ErrorBody),
     ))]
-async fn inbox(
+async fn list(
     UserAuth(claims): UserAuth,
     state: web::Data<AppState>,
     query: web::Query<InboxQuery>,
 ) -> Result<HttpResponse, AppError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
-    let unread_only = query.unread.unwrap_or(false);
+    let filter = InboxFilter {
+        unread_only: query.unread.unwrap_or(false),
+        archived: query.archived.unwrap_or(false),
+    };
     let before = query.before.map(Cursor);
     let items = db::run(&state.pool, move |conn| {
-        db::receipts::inbox(
+        db::inbox::inbox(
             conn,
             &claims.sub,
             &claims.groups,
-            unread_only,
+            filter,
             before,
             limit,
             db::now_ms(),
@@ -84,8 +99,9 @@ async fn inbox(
     let items = items
         .iter()
         .map(|item| InboxItem {
-            announcement: AnnouncementView::from(&item.announcement),
+            announcement: AnnouncementView::from(&item.announcement).confirmed(item.confirmed),
             read: item.read,
+            archived: item.archived,
         })
         .collect();
     Ok(HttpResponse::Ok().json(InboxPage { items, next_before }))
@@ -96,7 +112,8 @@ pub struct UnreadCount {
     unread: i64,
 }
 
-/// How many announcements in my inbox I have not read.
+/// How many announcements in my inbox I have not read (archived ones do not
+/// count).
 #[utoipa::path(get, path = "/api/me/unread-count", tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "The count", body = UnreadCount)))]
@@ -105,103 +122,10 @@ async fn unread_count(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let unread = db::run(&state.pool, move |conn| {
-        db::receipts::unread_count(conn, &claims.sub, &claims.groups, db::now_ms())
+        db::inbox::unread_count(conn, &claims.sub, &claims.groups, db::now_ms())
     })
     .await?;
     Ok(HttpResponse::Ok().json(UnreadCount { unread }))
-}
-
-/// Writes read receipts now (not batched: the caller waits for the answer)
-/// and tells the user's open tabs, on every node.
-async fn mark_read(
-    state: &AppState,
-    user_id: String,
-    groups: Vec<String>,
-    ids: Vec<AnnouncementId>,
-) -> Result<usize, AppError> {
-    let groups: Arc<[String]> = groups.into();
-    let events: Vec<ReceiptEvent> = ids
-        .iter()
-        .map(|&announcement_id| ReceiptEvent {
-            announcement_id,
-            user_id: user_id.clone(),
-            groups: groups.clone(),
-            kind: ReceiptKind::Read,
-        })
-        .collect();
-    let outcome = db::run(&state.pool, move |conn| {
-        db::receipts::record(conn, &events, db::now_ms())
-    })
-    .await?;
-    let ids: Vec<AnnouncementId> = outcome.read.iter().map(|(id, _)| *id).collect();
-    if !ids.is_empty() {
-        state.fanout.read(ReadSync {
-            user_id,
-            ids,
-            except: None,
-        });
-    }
-    Ok(outcome.accepted)
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MarkedRead {
-    id: AnnouncementId,
-    /// Always true.
-    read: bool,
-}
-
-/// Marks one announcement read, here and in my other tabs.
-#[utoipa::path(post, path = "/api/me/inbox/{id}/read", tag = "user",
-    security(("user_jwt" = [])),
-    params(("id" = i64, Path, description = "The announcement's id")),
-    responses(
-        (status = 200, description = "Read", body = MarkedRead),
-        (status = 404, description = "Not in my inbox", body = ErrorBody),
-    ))]
-async fn read_one(
-    UserAuth(claims): UserAuth,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let id = path
-        .parse()
-        .map(AnnouncementId)
-        .map_err(|_| AppError::NotFound(format!("announcement {path}")))?;
-    let accepted = mark_read(&state, claims.sub, claims.groups, vec![id]).await?;
-    if accepted == 0 {
-        return Err(AppError::NotFound(format!(
-            "announcement {id} in your inbox"
-        )));
-    }
-    Ok(HttpResponse::Ok().json(MarkedRead { id, read: true }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MarkedAll {
-    /// How many were unread.
-    marked: usize,
-}
-
-/// Marks everything in my inbox read.
-#[utoipa::path(post, path = "/api/me/inbox/read-all", tag = "user",
-    security(("user_jwt" = [])),
-    responses((status = 200, description = "Read", body = MarkedAll)))]
-async fn read_all(
-    UserAuth(claims): UserAuth,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
-    let (user, groups) = (claims.sub.clone(), claims.groups.clone());
-    let ids = db::run(&state.pool, move |conn| {
-        db::receipts::unread_ids(conn, &user, &groups, db::now_ms())
-    })
-    .await?;
-    let marked = if ids.is_empty() {
-        0
-    } else {
-        mark_read(&state, claims.sub, claims.groups, ids).await?
-    };
-    Ok(HttpResponse::Ok().json(MarkedAll { marked }))
 }
 
 /// `POST /api/me/receipts` body: at most 1000 ids in each list.
@@ -213,6 +137,9 @@ struct ReceiptsInput {
     /// Announcements the user read.
     #[serde(default)]
     read: Vec<AnnouncementId>,
+    /// Announcements the user confirmed (implies read).
+    #[serde(default)]
+    confirmed: Vec<AnnouncementId>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -222,7 +149,8 @@ pub struct Queued {
 }
 
 /// Receipts without a socket (an event-stream client): the same batching
-/// writer and rules as `ack` and `read` frames; reads reach every tab.
+/// writer and rules as `ack`, `read` and `confirm` frames; reads and
+/// confirmations reach every tab.
 #[utoipa::path(post, path = "/api/me/receipts", tag = "user",
     security(("user_jwt" = [])),
     request_body = ReceiptsInput,
@@ -236,7 +164,11 @@ async fn receipts(
     body: web::Json<ReceiptsInput>,
 ) -> Result<HttpResponse, AppError> {
     let max = crate::protocol::MAX_IDS_PER_FRAME;
-    for (field, ids) in [("delivered", &body.delivered), ("read", &body.read)] {
+    for (field, ids) in [
+        ("delivered", &body.delivered),
+        ("read", &body.read),
+        ("confirmed", &body.confirmed),
+    ] {
         if ids.len() > max {
             return Err(AppError::Validation(vec![crate::domain::FieldError {
                 field: field.into(),
@@ -256,6 +188,11 @@ async fn receipts(
         .iter()
         .map(|id| receipt(id, ReceiptKind::Delivered))
         .chain(body.read.iter().map(|id| receipt(id, ReceiptKind::Read)))
+        .chain(
+            body.confirmed
+                .iter()
+                .map(|id| receipt(id, ReceiptKind::Confirmed)),
+        )
         .collect();
     let queued = events.len();
     if queued > 0 {
