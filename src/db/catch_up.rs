@@ -33,8 +33,8 @@ pub struct OpeningRows {
 
 /// The opening for `user_id` with `groups` up to the newest cursor `upto`:
 /// with `count_unread` (a session's first) the unread count, with `since`
-/// (the client resumes after a cursor) the first replay page. Both in one
-/// query; a second only when the replay turned out empty for this user.
+/// (the client resumes after a cursor) the first replay page: two
+/// statements on one connection, none for what is not needed.
 #[allow(clippy::too_many_arguments)]
 pub fn open(
     conn: &mut DbConn,
@@ -48,18 +48,10 @@ pub fn open(
 ) -> Result<OpeningRows, DbError> {
     let after = since.filter(|s| *s < upto);
     Ok(match (after, count_unread) {
-        (Some(after), true) => {
-            let (unread, found) =
-                receipts::unread_with_replay(conn, user_id, groups, after, now, limits.rows)?;
-            let unread = match unread {
-                Some(n) => n,
-                None => receipts::unread_count(conn, user_id, groups, now)?,
-            };
-            OpeningRows {
-                unread,
-                replay: page(found, upto, limits),
-            }
-        }
+        (Some(after), true) => OpeningRows {
+            unread: receipts::unread_count(conn, user_id, groups, now)?,
+            replay: replay(conn, user_id, groups, after, upto, limits, now)?,
+        },
         (Some(after), false) => OpeningRows {
             unread: 0,
             replay: replay(conn, user_id, groups, after, upto, limits, now)?,

@@ -278,34 +278,6 @@ pub fn unread_count(
         .get_result(conn)?)
 }
 
-/// The unread count and the first replay page after `since` in one query:
-/// each replayed row carries the count (a scalar subquery). `None` for the
-/// count when no row is due to this user after `since`.
-pub fn unread_with_replay(
-    conn: &mut DbConn,
-    user_id: &str,
-    groups: &[String],
-    since: Cursor,
-    now: i64,
-    limit: i64,
-) -> Result<(Option<i64>, Vec<Announcement>), DbError> {
-    let unread = a::table
-        .filter(visible_to(user_id, groups, now))
-        .filter(diesel::dsl::not(read_by(user_id)))
-        .count()
-        .single_value();
-    let rows: Vec<(AnnouncementRow, Option<i64>)> = a::table
-        .filter(visible_to(user_id, groups, now))
-        .filter(a::publish_cursor.gt(since.0))
-        .order(a::publish_cursor.asc())
-        .limit(limit)
-        .select((AnnouncementRow::as_select(), unread))
-        .load(conn)?;
-    let count = rows.first().map(|(_, n)| n.unwrap_or_default());
-    let rows = rows.into_iter().map(|(row, _)| row).collect();
-    Ok((count, models::announcements(rows)))
-}
-
 /// (delivered, read) counts for one announcement.
 pub fn counts(conn: &mut DbConn, id: AnnouncementId) -> Result<(i64, i64), DbError> {
     let delivered = r::table
