@@ -107,11 +107,11 @@ pub const BACKGROUND_POOL_SIZE: u32 = 4;
 async fn open_background_pool(settings: &Settings) -> Result<DbPool, StartError> {
     let url = settings.database_url.clone();
     let busy = settings.db_busy_timeout_ms;
-    Ok(actix_web::rt::task::spawn_blocking(move || {
-        db::open(&url, BACKGROUND_POOL_SIZE, busy)
-    })
-    .await
-    .map_err(|e| db::DbError::Blocking(e.to_string()))??)
+    Ok(
+        actix_web::rt::task::spawn_blocking(move || db::open(&url, BACKGROUND_POOL_SIZE, busy))
+            .await
+            .map_err(|e| db::DbError::Blocking(e.to_string()))??,
+    )
 }
 
 /// Starts the actors once, before the HTTP server: the registry, the

@@ -72,7 +72,12 @@ impl Drop for Herald {
 fn start_herald(plan: &StormPlan, db: &str) -> Herald {
     let child = Command::new(&plan.herald)
         .args(["--bind", &format!("127.0.0.1:{PORT}"), "--database-url", db])
-        .args(["--max-connects-per-ip", "0", "--max-sessions-per-user", "100"])
+        .args([
+            "--max-connects-per-ip",
+            "0",
+            "--max-sessions-per-user",
+            "100",
+        ])
         .args(["--heartbeat-interval", "60", "--heartbeat-timeout", "120"])
         .env("HERALD_ADMIN_TOKEN", super::ADMIN)
         .env("HERALD_JWT_SECRET", super::SECRET)
@@ -163,7 +168,11 @@ pub async fn run(plan: StormPlan) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let storm_took = started.elapsed();
-    let mut hs = shared.handshake_us.lock().map(|v| v.clone()).unwrap_or_default();
+    let mut hs = shared
+        .handshake_us
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
     let http = reqwest::Client::new();
     let mut p99s = Vec::new();
     let mut exact = true;
@@ -285,13 +294,17 @@ async fn restart(
     let lost = 2 * online - shared.received(due).min(online) - shared.received(after).min(online);
     eprintln!("restart: down for {down_for:?}; {resumed}/{online} resumed");
     (
-        format!("{took:.2} s ({resumed}/{online} sessions; SIGTERM to exit {:.2} s)", down_for.as_secs_f64()),
+        format!(
+            "{took:.2} s ({resumed}/{online} sessions; SIGTERM to exit {:.2} s)",
+            down_for.as_secs_f64()
+        ),
         lost,
     )
 }
 
 async fn publish(http: &reqwest::Client, title: &str, at_ms: Option<i64>) -> i64 {
-    let mut body = serde_json::json!({"title": title, "content": "storm", "audience": {"all": true}});
+    let mut body =
+        serde_json::json!({"title": title, "content": "storm", "audience": {"all": true}});
     if let Some(at) = at_ms {
         body["publish_at"] = serde_json::json!(herald::domain::rfc3339(at));
     }

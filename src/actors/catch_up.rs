@@ -115,13 +115,14 @@ impl Job {
     /// An opening with nothing to count or replay needs no connection.
     fn without_storage(&self) -> Option<Loaded> {
         match self.load {
-            Load::Open { since, first: false } if since.is_none_or(|s| s >= self.newest) => {
-                Some(Loaded::Opening(Opening {
-                    cursor: self.newest,
-                    unread: 0,
-                    page: ReplayPage::default(),
-                }))
-            }
+            Load::Open {
+                since,
+                first: false,
+            } if since.is_none_or(|s| s >= self.newest) => Some(Loaded::Opening(Opening {
+                cursor: self.newest,
+                unread: 0,
+                page: ReplayPage::default(),
+            })),
             _ => None,
         }
     }
@@ -173,14 +174,7 @@ fn run(conn: &mut db::DbConn, job: Job, r: &Reader) -> Result<Loaded, DbError> {
     Ok(match job.load {
         Load::Open { since, first } => {
             let o = catch_up::open(
-                conn,
-                &r.user_id,
-                &r.groups,
-                since,
-                job.newest,
-                first,
-                PAGE,
-                now,
+                conn, &r.user_id, &r.groups, since, job.newest, first, PAGE, now,
             )?;
             Loaded::Opening(Opening {
                 cursor: job.newest,
