@@ -4,6 +4,7 @@
 
 use super::fanout::Fanout;
 use super::messages::*;
+use crate::db::outbox::Outbox;
 use crate::db::{self, DbError, DbPool};
 use crate::metrics::METRICS;
 use actix::prelude::*;
@@ -27,6 +28,8 @@ pub struct Scheduler {
     alive: Arc<AtomicI64>,
     /// Set while ticks fail (database down), for `/readyz`.
     failing: Arc<AtomicBool>,
+    /// Where each claim writes its `announcement.published` event.
+    outbox: Outbox,
 }
 
 impl Scheduler {
@@ -41,7 +44,13 @@ impl Scheduler {
             wake_at: None,
             alive,
             failing: Arc::default(),
+            outbox: Outbox::disabled(),
         }
+    }
+
+    pub fn with_outbox(mut self, outbox: Outbox) -> Scheduler {
+        self.outbox = outbox;
+        self
     }
 
     pub fn with_failure_flag(mut self, failing: Arc<AtomicBool>) -> Scheduler {
@@ -55,7 +64,7 @@ impl Scheduler {
             return Box::pin(fut::ready(Ok(0)));
         }
         self.running = true;
-        let work = publish_due(self.pool.clone(), self.fanout.clone());
+        let work = publish_due(self.pool.clone(), self.fanout.clone(), self.outbox.clone());
         Box::pin(work.into_actor(self).map(|result, act, ctx| {
             act.running = false;
             act.alive.store(db::now_ms(), Ordering::Relaxed);
@@ -142,12 +151,16 @@ impl Handler<Wake> for Scheduler {
 /// One scheduler step, usable without the actor (tests race two of them):
 /// claims every due announcement and hands what it claimed to the fan-out.
 /// Returns how many this call published and the next scheduled publish time.
-pub async fn publish_due(pool: DbPool, fanout: Fanout) -> Result<(usize, Option<i64>), DbError> {
-    let (claimed, next_due) = db::run(&pool, |conn| {
+pub async fn publish_due(
+    pool: DbPool,
+    fanout: Fanout,
+    outbox: Outbox,
+) -> Result<(usize, Option<i64>), DbError> {
+    let (claimed, next_due) = db::run(&pool, move |conn| {
         let now = db::now_ms();
         let mut claimed = Vec::new();
         for id in db::announcements::due(conn, now, BATCH)? {
-            if let Some(full) = db::announcements::claim(conn, id, now)? {
+            if let Some(full) = db::announcements::claim(conn, id, now, &outbox)? {
                 claimed.push(full);
             }
         }

@@ -7,8 +7,10 @@
 pub mod announcements;
 pub mod audiences;
 pub mod catch_up;
+pub mod deliveries;
 pub mod events;
 mod models;
+pub mod outbox;
 pub mod receipts;
 pub mod schema;
 pub mod settings;

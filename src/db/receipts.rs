@@ -2,10 +2,12 @@
 //! per-user views built on them (inbox, unread count, admin stats).
 
 use super::audiences;
+use super::outbox::{self, Outbox};
 use super::models::{self, AnnouncementRow, ReceiptRow};
 use super::schema::{announcements as a, receipts as r};
 use super::timeline::{current, visible_to};
 use super::{DbConn, DbError};
+use crate::domain::webhook::{OutboundEvent, ReceiptChanges};
 use crate::domain::{Announcement, AnnouncementId, AudienceKind, Cursor};
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -42,11 +44,14 @@ pub struct BatchOutcome {
 /// announcements the user is not in the audience of, or that are not
 /// published or have expired (no longer in anyone's inbox, so a receipt
 /// for one is as unknown as for an id that never existed). Idempotent: the
-/// first delivered_at and read_at win.
+/// first delivered_at and read_at win. With webhooks on, what the batch
+/// changed (who is newly delivered, newly read) is written to the outbox as
+/// `receipts` events in the same transaction.
 pub fn record(
     conn: &mut DbConn,
     events: &[ReceiptEvent],
     at: i64,
+    outbox: &Outbox,
 ) -> Result<BatchOutcome, DbError> {
     let allowed = allowed(conn, events, at)?;
 
@@ -67,16 +72,61 @@ pub fn record(
         *kind = (*kind).max(e.kind);
     }
 
-    conn.transaction(|conn| {
+    let reported = conn.transaction(|conn| {
+        let mut reported = 0;
         for (&id, users) in &wanted {
+            let changes = if outbox.is_enabled() {
+                outbox::lock(conn, id)?;
+                changes(conn, id, users, at)?
+            } else {
+                ReceiptChanges::default()
+            };
             let readers = write_one(conn, id, users, at)?;
             outcome
                 .read
                 .extend(readers.into_iter().map(|u| (id, u.to_string())));
+            let events = OutboundEvent::receipts(id, &changes);
+            reported += outbox::enqueue(conn, outbox, id, &events, at)?;
         }
-        Ok::<_, diesel::result::Error>(())
+        Ok::<_, diesel::result::Error>(reported)
     })?;
+    if reported > 0 {
+        outbox.ring();
+    }
     Ok(outcome)
+}
+
+/// What writing `users` (user → strongest kind) will change for one
+/// announcement: who is not yet delivered, who has not yet read. Read under
+/// the announcement's outbox lock, so two nodes' batches do not both
+/// report the same user.
+fn changes(
+    conn: &mut DbConn,
+    id: AnnouncementId,
+    users: &BTreeMap<&str, ReceiptKind>,
+    at: i64,
+) -> Result<ReceiptChanges, diesel::result::Error> {
+    let names: Vec<&str> = users.keys().copied().collect();
+    let mut before: HashMap<String, (Option<i64>, Option<i64>)> = HashMap::new();
+    for chunk in names.chunks(1_000) {
+        let rows: Vec<(String, Option<i64>, Option<i64>)> = r::table
+            .filter(r::announcement_id.eq(id.0))
+            .filter(r::user_id.eq_any(chunk))
+            .select((r::user_id, r::delivered_at, r::read_at))
+            .load(conn)?;
+        before.extend(rows.into_iter().map(|(u, d, r)| (u, (d, r))));
+    }
+    let mut changes = ReceiptChanges::default();
+    for (&user, &kind) in users {
+        let (delivered, read) = before.get(user).copied().unwrap_or((None, None));
+        if delivered.is_none() {
+            changes.delivered.push((user.to_string(), at));
+        }
+        if kind >= ReceiptKind::Read && read.is_none() {
+            changes.read.push((user.to_string(), at));
+        }
+    }
+    Ok(changes)
 }
 
 /// Writes one announcement's receipts from `users` (user → strongest kind):

@@ -249,8 +249,9 @@ async fn withdraw(
 ) -> Result<HttpResponse, AppError> {
     let id = parse_id(&path)?;
     let now = db::now_ms();
+    let outbox = state.outbox.clone();
     let outcome = db::run(&state.pool, move |conn| {
-        db::announcements::withdraw(conn, id, now)
+        db::announcements::withdraw(conn, id, now, &outbox)
     })
     .await?;
     let full = match outcome {

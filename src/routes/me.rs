@@ -94,8 +94,9 @@ async fn mark_read(
             kind: ReceiptKind::Read,
         })
         .collect();
+    let outbox = state.outbox.clone();
     let outcome = db::run(&state.pool, move |conn| {
-        db::receipts::record(conn, &events, db::now_ms())
+        db::receipts::record(conn, &events, db::now_ms(), &outbox)
     })
     .await?;
     let ids: Vec<AnnouncementId> = outcome.read.iter().map(|(id, _)| *id).collect();

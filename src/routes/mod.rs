@@ -11,6 +11,7 @@ pub mod me;
 pub mod middleware;
 pub mod sse;
 pub mod static_files;
+pub mod webhooks;
 pub mod ws;
 
 use crate::error::AppError;
@@ -37,7 +38,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
                 .wrap(actix_web::middleware::from_fn(cors::preflight_no_content))
                 .configure(me::configure),
         )
-        .service(web::scope("/api").configure(admin::configure))
+        .service(
+            web::scope("/api")
+                .configure(admin::configure)
+                .configure(webhooks::configure),
+        )
         .configure(static_files::configure);
 }
 

@@ -111,7 +111,12 @@ async fn publish_directly(app: &TestApp, count: usize, content: &str) -> Vec<i64
                 let id = herald::db::announcements::insert(conn, &draft, now)?
                     .announcement
                     .id;
-                herald::db::announcements::claim(conn, id, now)?;
+                herald::db::announcements::claim(
+                    conn,
+                    id,
+                    now,
+                    &herald::db::outbox::Outbox::disabled(),
+                )?;
                 ids.push(id.0);
             }
             Ok(ids)

@@ -27,7 +27,8 @@ fn record_batch(app: &TestApp, batch: &[(i64, &str, &[&str], ReceiptKind)]) -> B
         })
         .collect();
     let mut conn = app.state.pool.get().expect("connection");
-    record(&mut conn, &events, herald::db::now_ms()).expect("record")
+    let outbox = app.state.outbox.clone();
+    record(&mut conn, &events, herald::db::now_ms(), &outbox).expect("record")
 }
 
 async fn wait_published(app: &TestApp, id: i64) {

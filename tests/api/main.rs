@@ -20,4 +20,5 @@ mod raw_ws;
 mod restart;
 mod resume;
 mod sse;
+mod webhooks;
 mod websocket;
