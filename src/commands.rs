@@ -109,7 +109,11 @@ pub fn effective_toml(settings: &Settings) -> String {
     const HIDDEN: &str = "***";
     let mut shown = settings.clone();
     shown.database_url = db::redacted(&settings.database_url);
-    shown.webhook_urls = settings.webhook_urls.iter().map(|u| db::redacted(u)).collect();
+    shown.webhook_urls = settings
+        .webhook_urls
+        .iter()
+        .map(|u| db::redacted(u))
+        .collect();
     if shown.webhook_secret.is_some() {
         shown.webhook_secret = Some(HIDDEN.to_string());
     }

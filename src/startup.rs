@@ -11,13 +11,10 @@ use crate::actors::registry::Registry;
 use crate::actors::scheduler::Scheduler;
 use crate::auth::{random_secret, TokenKeys};
 use crate::config::Settings;
-use crate::db::outbox::Outbox;
 use crate::db::{self, settings as stored, DbPool};
 use crate::identity;
 use crate::protocol::codes::close;
 use crate::routes;
-use crate::webhooks::sender::Sender;
-use crate::webhooks::sign::WebhookSecret;
 pub use crate::state::AppState;
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
@@ -117,7 +114,7 @@ async fn start_actors(
         Some(handle) => Fanout::cluster(registry.clone(), handle.clone()),
         None => Fanout::local(registry.clone()),
     };
-    let outbox = start_webhooks(&pool, &settings)?;
+    let outbox = crate::webhooks::start(&pool, &settings).map_err(StartError::Settings)?;
     let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
     let scheduler_failing = Arc::new(AtomicBool::new(false));
     let scheduler = Scheduler::new(
@@ -154,32 +151,6 @@ async fn start_actors(
         fanout,
         outbox,
     })
-}
-
-/// The outbox for the configured endpoints, and this node's sender when
-/// there are any (none, and facts write nothing).
-fn start_webhooks(pool: &DbPool, settings: &Settings) -> Result<Outbox, StartError> {
-    if settings.webhook_urls.is_empty() {
-        return Ok(Outbox::disabled());
-    }
-    let outbox = Outbox::new(settings.webhook_urls.clone());
-    let secret = settings
-        .webhook_secret
-        .as_deref()
-        .ok_or_else(|| StartError::Settings("--webhook-url needs --webhook-secret".into()))
-        .and_then(|s| WebhookSecret::parse(s).map_err(StartError::Settings))?;
-    Sender::new(
-        pool.clone(),
-        outbox.clone(),
-        secret,
-        settings.webhook_retry_base_ms,
-        Duration::from_millis(settings.webhook_timeout_ms),
-    )
-    .map_err(StartError::Settings)?
-    .start();
-    let endpoints: Vec<String> = outbox.endpoints().iter().map(|u| db::redacted(u)).collect();
-    tracing::info!(?endpoints, "webhooks on");
-    Ok(outbox)
 }
 
 /// A built, bound, not yet running herald.

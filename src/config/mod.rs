@@ -421,7 +421,12 @@ impl Settings {
         if self.jwt_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return Err("HERALD_JWT_SECRET must be at least 16 bytes".into());
         }
-        webhooks::check(self)
+        webhooks::check(webhooks::Webhooks {
+            urls: &self.webhook_urls,
+            secret: self.webhook_secret.as_deref(),
+            retry_base_ms: self.webhook_retry_base_ms,
+            timeout_ms: self.webhook_timeout_ms,
+        })
     }
 }
 
@@ -463,6 +468,20 @@ mod tests {
             .collect();
         assert_eq!(nets, ["10.0.0.0/8", "::1/128"]);
         assert!(Cli::try_parse_from(["herald", "--trusted-proxies", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn webhook_urls_are_a_comma_separated_list() {
+        let cli = Cli::parse_from([
+            "herald",
+            "--webhook-url",
+            "http://a.example/h,http://b.example/h",
+            "--webhook-secret",
+            "whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMzI=",
+        ]);
+        assert_eq!(cli.settings.webhook_urls.len(), 2);
+        assert!(cli.settings.validate().is_ok());
+        assert_eq!(cli.settings.webhook_retry_base_ms, 1_000);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! a published announcement, and in which order, is `timeline`.
 
 use super::events::{self, Event};
-use super::outbox::{self, Outbox};
 use super::models::{self, AnnouncementInsertForm, AnnouncementRow, AnnouncementUpdateForm};
+use super::outbox::{self, Outbox};
 use super::schema::announcements as a;
 use super::{audiences, timeline};
 use super::{DbConn, DbError};
@@ -217,7 +217,7 @@ pub fn withdraw(
     now: i64,
     outbox: &Outbox,
 ) -> Result<WithdrawOutcome, DbError> {
-    let outcome = conn.transaction(|conn| {
+    let outcome = conn.transaction::<_, DbError, _>(|conn| {
         let cancelled = diesel::update(
             a::table
                 .filter(a::id.eq(id.0))
@@ -305,7 +305,7 @@ pub fn claim(
     now: i64,
     outbox: &Outbox,
 ) -> Result<Option<FullAnnouncement>, DbError> {
-    let claimed = conn.transaction(|conn| {
+    let claimed = conn.transaction::<_, DbError, _>(|conn| {
         let won = diesel::update(
             a::table
                 .filter(a::id.eq(id.0))

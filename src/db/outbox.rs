@@ -154,7 +154,11 @@ pub fn enqueue(
 }
 
 /// Announcements whose expiry is due to be reported, oldest first.
-pub fn expired(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<(AnnouncementId, i64)>, DbError> {
+pub fn expired(
+    conn: &mut DbConn,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<(AnnouncementId, i64)>, DbError> {
     let rows: Vec<(i64, Option<i64>)> = wa::table
         .filter(wa::expiry_due.le(now))
         .order(wa::expiry_due)
@@ -195,7 +199,13 @@ pub fn report_expiry(
         if won != 1 {
             return Ok(false);
         }
-        enqueue(conn, outbox, id, &[OutboundEvent::expired(id, expires_at)], now)?;
+        enqueue(
+            conn,
+            outbox,
+            id,
+            &[OutboundEvent::expired(id, expires_at)],
+            now,
+        )?;
         Ok(true)
     })?;
     Ok(reported)

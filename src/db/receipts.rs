@@ -2,8 +2,8 @@
 //! per-user views built on them (inbox, unread count, admin stats).
 
 use super::audiences;
-use super::outbox::{self, Outbox};
 use super::models::{self, AnnouncementRow, ReceiptRow};
+use super::outbox::{self, Outbox};
 use super::schema::{announcements as a, receipts as r};
 use super::timeline::{current, visible_to};
 use super::{DbConn, DbError};

@@ -9,6 +9,7 @@ use crate::db::outbox::{self, Attempt, Claimed, Outbox};
 use crate::db::{self, DbError, DbPool};
 use crate::domain::webhook::next_attempt;
 use crate::metrics::METRICS;
+use diesel::Connection;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -182,7 +183,9 @@ impl Sender {
         );
         let endpoint = db::redacted(&delivery.endpoint);
         match retry_at {
-            Some(_) => tracing::debug!(event_id = %delivery.event_id, %endpoint, attempts = delivery.attempts, %error, "webhook attempt failed; will retry"),
+            Some(_) => {
+                tracing::debug!(event_id = %delivery.event_id, %endpoint, attempts = delivery.attempts, %error, "webhook attempt failed; will retry")
+            }
             None => {
                 METRICS.webhooks_failed.inc();
                 tracing::warn!(event_id = %delivery.event_id, %endpoint, attempts = delivery.attempts, %error, "webhook delivery failed for a day; given up (POST /api/webhooks/deliveries/{{id}}/retry sends it again)");

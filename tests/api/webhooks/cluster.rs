@@ -90,7 +90,10 @@ async fn two_nodes_on_one_postgres_send_each_event_once() {
         if pending["items"].as_array().is_some_and(Vec::is_empty) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "still pending: {pending}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still pending: {pending}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

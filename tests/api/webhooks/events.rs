@@ -34,8 +34,10 @@ async fn published_retracted_expired_and_receipts_events_arrive_signed() {
     let mut alice = app.connect("alice").await;
     let expires_at = herald::db::now_ms() + 1_500;
     let first = app
-        .announce(json!({"title": "Maintenance", "content": "tonight", "audience": {"all": true},
-            "expires_at": rfc3339(expires_at)}))
+        .announce(
+            json!({"title": "Maintenance", "content": "tonight", "audience": {"all": true},
+            "expires_at": rfc3339(expires_at)}),
+        )
         .await["id"]
         .as_i64()
         .expect("id");
@@ -49,7 +51,9 @@ async fn published_retracted_expired_and_receipts_events_arrive_signed() {
         .await;
     let second = app.announce_all("Oops").await["id"].as_i64().expect("id");
     alice.next_of("announcement").await;
-    let res = app.admin_delete(&format!("/api/announcements/{second}")).await;
+    let res = app
+        .admin_delete(&format!("/api/announcements/{second}"))
+        .await;
     assert_eq!(res.status().as_u16(), 200);
 
     let hits = receiver
@@ -69,13 +73,36 @@ async fn published_retracted_expired_and_receipts_events_arrive_signed() {
     assert_eq!(ids.len(), unique.len(), "each event once: {ids:?}");
 
     let first_events = sequence_of(&hits, first);
-    assert_eq!(first_events.first().map(String::as_str), Some("announcement.published"));
-    assert_eq!(first_events.last().map(String::as_str), Some("announcement.expired"));
-    assert!(first_events[1..first_events.len() - 1].iter().all(|k| k == "receipts"), "{first_events:?}");
-    assert_eq!(receipted(&hits, first, "delivered"), BTreeSet::from(["alice".to_string()]));
-    assert_eq!(receipted(&hits, first, "read"), BTreeSet::from(["alice".to_string()]));
-    assert_eq!(sequence_of(&hits, second).first().map(String::as_str), Some("announcement.published"));
-    assert_eq!(sequence_of(&hits, second).last().map(String::as_str), Some("announcement.retracted"));
+    assert_eq!(
+        first_events.first().map(String::as_str),
+        Some("announcement.published")
+    );
+    assert_eq!(
+        first_events.last().map(String::as_str),
+        Some("announcement.expired")
+    );
+    assert!(
+        first_events[1..first_events.len() - 1]
+            .iter()
+            .all(|k| k == "receipts"),
+        "{first_events:?}"
+    );
+    assert_eq!(
+        receipted(&hits, first, "delivered"),
+        BTreeSet::from(["alice".to_string()])
+    );
+    assert_eq!(
+        receipted(&hits, first, "read"),
+        BTreeSet::from(["alice".to_string()])
+    );
+    assert_eq!(
+        sequence_of(&hits, second).first().map(String::as_str),
+        Some("announcement.published")
+    );
+    assert_eq!(
+        sequence_of(&hits, second).last().map(String::as_str),
+        Some("announcement.retracted")
+    );
 
     let published: Value = hits
         .iter()
@@ -85,14 +112,19 @@ async fn published_retracted_expired_and_receipts_events_arrive_signed() {
     assert_eq!(published["data"]["title"], "Maintenance");
     assert_eq!(published["data"]["audience"], json!({"all": true}));
     assert_eq!(published["data"]["expires_at"], rfc3339(expires_at));
-    assert!(published["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(published["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
     let receipts = hits
         .iter()
         .map(|h| h.json())
         .find(|b| b["type"] == "receipts")
         .expect("receipts");
     assert_eq!(receipts["data"]["confirmed"], json!([]));
-    assert!(receipts["data"]["delivered"][0]["at"].is_string(), "{receipts}");
+    assert!(
+        receipts["data"]["delivered"][0]["at"].is_string(),
+        "{receipts}"
+    );
 
     // A read sent again changes nothing, so it reports nothing: once the
     // batch after it is reported, the outbox still holds two rows for it.
@@ -101,14 +133,18 @@ async fn published_retracted_expired_and_receipts_events_arrive_signed() {
     let read = |ids: Vec<i64>| json!({"type": "read", "data": {"ids": ids}});
     alice.send_json(read(vec![later])).await;
     receiver
-        .wait_until(HOOK_WAIT, |hits| receipted(hits, later, "read").contains("alice"))
+        .wait_until(HOOK_WAIT, |hits| {
+            receipted(hits, later, "read").contains("alice")
+        })
         .await;
     alice.send_json(read(vec![later])).await;
     let last = app.announce_all("Last").await["id"].as_i64().expect("id");
     alice.next_of("announcement").await;
     alice.send_json(read(vec![last])).await;
     receiver
-        .wait_until(HOOK_WAIT, |hits| receipted(hits, last, "read").contains("alice"))
+        .wait_until(HOOK_WAIT, |hits| {
+            receipted(hits, last, "read").contains("alice")
+        })
         .await;
     let mut conn = app.state.pool.get().expect("connection");
     let rows: i64 = webhook_outbox::table

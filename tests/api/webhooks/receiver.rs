@@ -190,5 +190,9 @@ pub fn assert_signed(hit: &Hit) {
     let sent: i64 = hit.timestamp.parse().expect("unix seconds");
     let now = chrono::Utc::now().timestamp();
     assert!((now - sent).abs() < 300, "timestamp {sent} vs now {now}");
-    assert!(hit.id.starts_with("msg_") && hit.id.len() > 10, "{}", hit.id);
+    assert!(
+        hit.id.starts_with("msg_") && hit.id.len() > 10,
+        "{}",
+        hit.id
+    );
 }

@@ -31,7 +31,12 @@ async fn pending_attempts(node: &Node) -> Vec<i64> {
         .await;
     listed["items"]
         .as_array()
-        .map(|items| items.iter().filter_map(|d| d["attempts"].as_i64()).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|d| d["attempts"].as_i64())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -47,7 +52,10 @@ async fn events_pending_when_herald_is_killed_arrive_after_the_restart() {
     let node = start_node(&db.url, &receiver);
     let mut ids = Vec::new();
     for title in ["one", "two", "three"] {
-        ids.push(node.announce(&json!({"title": title, "content": "c", "audience": {"all": true}})).await);
+        ids.push(
+            node.announce(&json!({"title": title, "content": "c", "audience": {"all": true}}))
+                .await,
+        );
     }
     let retract = reqwest::Client::new()
         .delete(node.url(&format!("/api/announcements/{}", ids[0])))
@@ -57,11 +65,24 @@ async fn events_pending_when_herald_is_killed_arrive_after_the_restart() {
         .expect("retract");
     assert_eq!(retract.status().as_u16(), 200);
     let deadline = tokio::time::Instant::now() + HOOK_WAIT;
-    while pending_attempts(&node).await.iter().filter(|a| **a > 0).count() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "the three were never in flight");
+    while pending_attempts(&node)
+        .await
+        .iter()
+        .filter(|a| **a > 0)
+        .count()
+        < 3
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the three were never in flight"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(pending_attempts(&node).await.len(), 4, "three published, one retracted");
+    assert_eq!(
+        pending_attempts(&node).await.len(),
+        4,
+        "three published, one retracted"
+    );
     node.kill();
 
     let restarted = start_node(&db.url, &receiver);
@@ -70,19 +91,37 @@ async fn events_pending_when_herald_is_killed_arrive_after_the_restart() {
     for hit in &hits {
         assert_signed(hit);
     }
-    let events: BTreeSet<(String, i64)> = hits.iter().map(|h| (h.kind(), h.announcement())).collect();
-    let mut expected: BTreeSet<(String, i64)> =
-        ids.iter().map(|id| ("announcement.published".to_string(), *id)).collect();
+    let events: BTreeSet<(String, i64)> =
+        hits.iter().map(|h| (h.kind(), h.announcement())).collect();
+    let mut expected: BTreeSet<(String, i64)> = ids
+        .iter()
+        .map(|id| ("announcement.published".to_string(), *id))
+        .collect();
     expected.insert(("announcement.retracted".to_string(), ids[0]));
     assert_eq!(events, expected);
     let distinct: BTreeSet<&str> = hits.iter().map(|h| h.id.as_str()).collect();
     assert_eq!(distinct.len(), 4, "a resent event keeps its webhook-id");
-    let order: Vec<String> = hits.iter().filter(|h| h.announcement() == ids[0]).map(|h| h.kind()).collect();
-    assert_eq!(order.last().map(String::as_str), Some("announcement.retracted"), "{order:?}");
-    assert_eq!(order.first().map(String::as_str), Some("announcement.published"), "{order:?}");
+    let order: Vec<String> = hits
+        .iter()
+        .filter(|h| h.announcement() == ids[0])
+        .map(|h| h.kind())
+        .collect();
+    assert_eq!(
+        order.last().map(String::as_str),
+        Some("announcement.retracted"),
+        "{order:?}"
+    );
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some("announcement.published"),
+        "{order:?}"
+    );
     let deadline = tokio::time::Instant::now() + HOOK_WAIT;
     while !pending_attempts(&restarted).await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "deliveries left pending");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries left pending"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

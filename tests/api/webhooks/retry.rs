@@ -16,7 +16,9 @@ async fn a_receiver_refusing_twice_gets_the_event_on_the_third_attempt() {
     let receiver = Receiver::start();
     receiver.refuse_first(2);
     let app = app_posting_to(&receiver).await;
-    let id = app.announce_all("Third time").await["id"].as_i64().expect("id");
+    let id = app.announce_all("Third time").await["id"]
+        .as_i64()
+        .expect("id");
     receiver
         .wait_until(HOOK_WAIT, |hits| !hits.is_empty())
         .await;
@@ -33,8 +35,14 @@ async fn a_receiver_refusing_twice_gets_the_event_on_the_third_attempt() {
         [500, 500, 204],
         "{all:#?}"
     );
-    assert!(published.iter().all(|h| h.id == published[0].id), "same webhook-id: {published:#?}");
-    assert!(published.iter().all(|h| h.body == published[0].body), "same body");
+    assert!(
+        published.iter().all(|h| h.id == published[0].id),
+        "same webhook-id: {published:#?}"
+    );
+    assert!(
+        published.iter().all(|h| h.body == published[0].body),
+        "same body"
+    );
     for hit in &all {
         assert_signed(hit);
     }
@@ -46,20 +54,36 @@ async fn a_receiver_refusing_twice_gets_the_event_on_the_third_attempt() {
         .iter()
         .position(|h| h.kind() == "announcement.retracted")
         .expect("retracted");
-    assert_eq!(retracted_at, 3, "the retraction went out after the third attempt: {all:#?}");
+    assert_eq!(
+        retracted_at, 3,
+        "the retraction went out after the third attempt: {all:#?}"
+    );
 
-    let res = app.admin_get("/api/webhooks/deliveries?status=delivered").await;
+    let res = app
+        .admin_get("/api/webhooks/deliveries?status=delivered")
+        .await;
     assert_eq!(res.status().as_u16(), 200);
     let listed: Value = res.json().await.expect("json");
     let items = listed["items"].as_array().expect("items");
     assert_eq!(items.len(), 2, "{listed}");
-    let first = items.iter().find(|d| d["type"] == "announcement.published").expect("published");
+    let first = items
+        .iter()
+        .find(|d| d["type"] == "announcement.published")
+        .expect("published");
     assert_eq!(first["attempts"], 3);
     assert_eq!(first["event_id"], published[0].id.as_str());
     assert_eq!(first["last_status"], 204);
-    let metrics = app.http.get(format!("{}/metrics", app.address)).send().await.expect("metrics");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics");
     let text = metrics.text().await.expect("text");
-    assert!(text.contains("herald_webhooks_sent_total"), "metrics list the sent count");
+    assert!(
+        text.contains("herald_webhooks_sent_total"),
+        "metrics list the sent count"
+    );
     assert!(text.contains("herald_webhooks_oldest_pending_seconds"));
 }
 
@@ -72,8 +96,12 @@ async fn a_failed_delivery_is_listed_and_sent_again_by_hand() {
     let receiver = Receiver::start();
     receiver.answer(503);
     let app = app_posting_to(&receiver).await;
-    let id = app.announce_all("Refused").await["id"].as_i64().expect("id");
-    receiver.wait_until(HOOK_WAIT, |hits| !hits.is_empty()).await;
+    let id = app.announce_all("Refused").await["id"]
+        .as_i64()
+        .expect("id");
+    receiver
+        .wait_until(HOOK_WAIT, |hits| !hits.is_empty())
+        .await;
     {
         let mut conn = app.state.pool.get().expect("connection");
         diesel::update(o::table.filter(o::announcement_id.eq(id)))
@@ -96,7 +124,12 @@ async fn a_failed_delivery_is_listed_and_sent_again_by_hand() {
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["last_status"], 503);
     assert!(failed["next_attempt_at"].is_null());
-    let pending: Value = app.admin_get("/api/webhooks/deliveries?status=pending").await.json().await.expect("json");
+    let pending: Value = app
+        .admin_get("/api/webhooks/deliveries?status=pending")
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(pending["items"], serde_json::json!([]));
     let bad = app.admin_get("/api/webhooks/deliveries?status=lost").await;
     assert_eq!(bad.status().as_u16(), 400);
@@ -104,7 +137,12 @@ async fn a_failed_delivery_is_listed_and_sent_again_by_hand() {
 
     receiver.answer(200);
     let path = format!("/api/webhooks/deliveries/{}/retry", failed["id"]);
-    let anonymous = app.http.post(format!("{}{path}", app.address)).send().await.expect("post");
+    let anonymous = app
+        .http
+        .post(format!("{}{path}", app.address))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(anonymous.status().as_u16(), 401);
     let retried = app.admin_post(&path, &Value::Null).await;
     assert_eq!(retried.status().as_u16(), 202);
@@ -114,6 +152,8 @@ async fn a_failed_delivery_is_listed_and_sent_again_by_hand() {
     assert!(receiver.hits().len() > refused_before);
     let again = app.admin_post(&path, &Value::Null).await;
     assert_eq!(again.status().as_u16(), 409);
-    let missing = app.admin_post("/api/webhooks/deliveries/999999/retry", &Value::Null).await;
+    let missing = app
+        .admin_post("/api/webhooks/deliveries/999999/retry", &Value::Null)
+        .await;
     assert_eq!(missing.status().as_u16(), 404);
 }

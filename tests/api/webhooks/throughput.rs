@@ -11,6 +11,7 @@
 
 use super::receiver::{Receiver, SECRET};
 use crate::helpers::{spawn_app, use_backend, TestBackend};
+use diesel::Connection;
 use herald::db::outbox::{self, Outbox};
 use herald::domain::webhook::OutboundEvent;
 use herald::domain::AnnouncementId;
@@ -61,13 +62,20 @@ async fn measure(backend: &str, spread: bool, count: usize) {
     let mut sent = 0;
     while sent < count {
         let attempted = sender.step().await.expect("round");
-        assert!(attempted > 0 || started.elapsed() < Duration::from_secs(600), "stuck at {sent}");
+        assert!(
+            attempted > 0 || started.elapsed() < Duration::from_secs(600),
+            "stuck at {sent}"
+        );
         sent += attempted;
     }
     let elapsed = started.elapsed();
     let accepted = receiver.hits().iter().filter(|h| h.accepted()).count();
     assert_eq!(accepted, count);
-    let shape = if spread { "one per announcement" } else { "all about one announcement" };
+    let shape = if spread {
+        "one per announcement"
+    } else {
+        "all about one announcement"
+    };
     eprintln!(
         "{backend}: {count} events ({shape}) delivered in {:.2} s: {:.0} events/s",
         elapsed.as_secs_f64(),
