@@ -62,8 +62,6 @@ async fn the_readme_python_receiver_verifies_a_real_event() {
         .await
         .expect("reader")
         .expect("the receiver printed a verified event");
-    let _ = child.kill();
-    let _ = child.wait();
     let (kind, data) = line.split_once(' ').expect("type and data");
     assert_eq!(kind, "announcement.published");
     let data: serde_json::Value = serde_json::from_str(data).expect("data is JSON");
@@ -83,4 +81,6 @@ async fn the_readme_python_receiver_verifies_a_real_event() {
         assert!(tokio::time::Instant::now() < deadline, "{delivered}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
 }

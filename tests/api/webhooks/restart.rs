@@ -57,6 +57,16 @@ async fn events_pending_when_herald_is_killed_arrive_after_the_restart() {
                 .await,
         );
     }
+    // Retracted once published (before, it would be cancelled: no events).
+    let deadline = tokio::time::Instant::now() + HOOK_WAIT;
+    while node
+        .admin_get(&format!("/api/announcements/{}", ids[0]))
+        .await["status"]
+        != "published"
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let retract = reqwest::Client::new()
         .delete(node.url(&format!("/api/announcements/{}", ids[0])))
         .bearer_auth(ADMIN_TOKEN)
