@@ -59,13 +59,21 @@ async fn a_receiver_refusing_twice_gets_the_event_on_the_third_attempt() {
         "the retraction went out after the third attempt: {all:#?}"
     );
 
-    let res = app
-        .admin_get("/api/webhooks/deliveries?status=delivered")
-        .await;
-    assert_eq!(res.status().as_u16(), 200);
-    let listed: Value = res.json().await.expect("json");
+    // The receiver saw the 2xx go out; herald records it a moment later.
+    let deadline = tokio::time::Instant::now() + HOOK_WAIT;
+    let listed = loop {
+        let res = app
+            .admin_get("/api/webhooks/deliveries?status=delivered")
+            .await;
+        assert_eq!(res.status().as_u16(), 200);
+        let listed: Value = res.json().await.expect("json");
+        if listed["items"].as_array().is_some_and(|i| i.len() == 2) {
+            break listed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
     let items = listed["items"].as_array().expect("items");
-    assert_eq!(items.len(), 2, "{listed}");
     let first = items
         .iter()
         .find(|d| d["type"] == "announcement.published")
@@ -150,6 +158,20 @@ async fn a_failed_delivery_is_listed_and_sent_again_by_hand() {
     assert_eq!(hits[0].id, failed["event_id"].as_str().expect("event id"));
     assert_signed(&hits[0]);
     assert!(receiver.hits().len() > refused_before);
+    let deadline = tokio::time::Instant::now() + HOOK_WAIT;
+    loop {
+        let listed: Value = app
+            .admin_get("/api/webhooks/deliveries?status=delivered")
+            .await
+            .json()
+            .await
+            .expect("json");
+        if listed["items"][0]["id"] == failed["id"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     let again = app.admin_post(&path, &Value::Null).await;
     assert_eq!(again.status().as_u16(), 409);
     let missing = app
