@@ -109,6 +109,14 @@ pub fn effective_toml(settings: &Settings) -> String {
     const HIDDEN: &str = "***";
     let mut shown = settings.clone();
     shown.database_url = db::redacted(&settings.database_url);
+    shown.webhook_urls = settings
+        .webhook_urls
+        .iter()
+        .map(|u| db::redacted(u))
+        .collect();
+    if shown.webhook_secret.is_some() {
+        shown.webhook_secret = Some(HIDDEN.to_string());
+    }
     let mut notes = String::new();
     for (name, secret) in [
         ("jwt_secret", &mut shown.jwt_secret),
@@ -151,7 +159,12 @@ mod tests {
         s.database_url = "postgres://herald:s3cret@db/herald".into();
         s.jwt_secret = Some("jwt-secret-0123456789".into());
         s.admin_token = None;
+        s.webhook_urls = vec!["https://hooks:pw-in-url@h.example/in".into()];
+        s.webhook_secret = Some("whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMzI=".into());
         let shown = effective_toml(&s);
+        assert!(!shown.contains("Y2hhbmdl"), "{shown}");
+        assert!(!shown.contains("pw-in-url"), "{shown}");
+        assert!(shown.contains("webhook_secret = \"***\""), "{shown}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!shown.contains("jwt-secret-0123456789"), "{shown}");
         assert!(shown.contains("database_url = \"postgres://herald:***@db/herald\""));

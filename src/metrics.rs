@@ -1,6 +1,6 @@
 //! Prometheus metrics: sessions, users online, connects and disconnects by
 //! close code, frames in and out, deliveries, publish lag, scheduler ticks
-//! and errors, database pool use, HTTP requests by route template, the
+//! and errors, webhook deliveries, database pool use, HTTP requests by route template, the
 //! build. Rendered by `GET /metrics`.
 
 use prometheus::{
@@ -26,6 +26,11 @@ pub struct Metrics {
     pub scheduler_errors: IntCounter,
     pub receipts_written: IntCounter,
     pub slow_consumers: IntCounter,
+    pub webhooks_sent: IntCounter,
+    pub webhook_attempt_errors: IntCounter,
+    pub webhooks_failed: IntCounter,
+    pub webhooks_pending: IntGauge,
+    pub webhooks_oldest_pending: IntGauge,
     pub db_pool_size: IntGauge,
     pub db_pool_idle: IntGauge,
     /// `method`, `route` (the matched template), `status`.
@@ -166,6 +171,31 @@ impl Metrics {
                 &registry,
                 "herald_slow_consumers_total",
                 "Sessions dropped because their outgoing queue was full",
+            ),
+            webhooks_sent: counter(
+                &registry,
+                "herald_webhooks_sent_total",
+                "Webhook deliveries the receiver accepted (2xx), sent by this node",
+            ),
+            webhook_attempt_errors: counter(
+                &registry,
+                "herald_webhook_attempt_errors_total",
+                "Webhook attempts that got no 2xx (retried later or failed), by this node",
+            ),
+            webhooks_failed: counter(
+                &registry,
+                "herald_webhooks_failed_total",
+                "Webhook deliveries given up after a day of retries, by this node",
+            ),
+            webhooks_pending: gauge(
+                &registry,
+                "herald_webhooks_pending",
+                "Webhook deliveries not yet accepted, across the cluster (refreshed every 5 s)",
+            ),
+            webhooks_oldest_pending: gauge(
+                &registry,
+                "herald_webhooks_oldest_pending_seconds",
+                "Age of the oldest pending webhook delivery (0: none)",
             ),
             db_pool_size: gauge(
                 &registry,

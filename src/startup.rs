@@ -151,6 +151,7 @@ async fn start_actors(
     };
     let flush_every = Duration::from_millis(settings.receipt_flush_ms.max(1));
     let users = UserWriter::new(background.clone(), flush_every).start();
+    let outbox = crate::webhooks::start(&background, &settings).map_err(StartError::Settings)?;
     let scheduler_alive = Arc::new(AtomicI64::new(db::now_ms()));
     let scheduler_failing = Arc::new(AtomicBool::new(false));
     let scheduler = Scheduler::new(
@@ -161,8 +162,11 @@ async fn start_actors(
     )
     .with_failure_flag(scheduler_failing.clone())
     .with_users(users.clone())
+    .with_outbox(outbox.clone())
     .start();
-    let receipts = ReceiptWriter::new(background, fanout.clone(), flush_every).start();
+    let receipts = ReceiptWriter::new(background, fanout.clone(), flush_every)
+        .with_outbox(outbox.clone())
+        .start();
     let permits = settings.db_pool_size as usize / 2;
     Ok(AppState {
         catch_up: CatchUpStore::new(pool.clone(), permits, newest.clone(), users.clone()),
@@ -182,6 +186,7 @@ async fn start_actors(
         scheduler_failing,
         cluster,
         fanout,
+        outbox,
     })
 }
 

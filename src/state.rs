@@ -13,6 +13,7 @@ use crate::actors::session::SessionDeps;
 use crate::actors::users::UserWriter;
 use crate::auth::TokenKeys;
 use crate::config::Settings;
+use crate::db::outbox::Outbox;
 use crate::db::DbPool;
 use actix::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicI64};
@@ -40,6 +41,8 @@ pub struct AppState {
     pub cluster: Option<ClusterHandle>,
     /// How retracts and read syncs reach the sessions, chosen at start.
     pub fanout: Fanout,
+    /// Where facts write their webhook events (nothing without endpoints).
+    pub outbox: Outbox,
 }
 
 impl AppState {

@@ -5,6 +5,7 @@
 
 use super::fanout::Fanout;
 use super::messages::*;
+use crate::db::outbox::Outbox;
 use crate::db::receipts::{BatchOutcome, ReceiptEvent, ReceiptKind};
 use crate::db::{self, DbPool};
 use crate::domain::AnnouncementId;
@@ -30,6 +31,8 @@ pub struct ReceiptWriter {
     idle: Arc<Notify>,
     scheduled: bool,
     failures: u32,
+    /// Where each batch writes its `receipts` events.
+    outbox: Outbox,
 }
 
 impl ReceiptWriter {
@@ -43,7 +46,13 @@ impl ReceiptWriter {
             idle: Arc::new(Notify::new()),
             scheduled: false,
             failures: 0,
+            outbox: Outbox::disabled(),
         }
+    }
+
+    pub fn with_outbox(mut self, outbox: Outbox) -> ReceiptWriter {
+        self.outbox = outbox;
+        self
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
@@ -70,8 +79,9 @@ impl ReceiptWriter {
         self.flushing = true;
         let batch = std::mem::take(&mut self.pending);
         let events: Vec<ReceiptEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let outbox = self.outbox.clone();
         let write = db::run(&self.pool, move |conn| {
-            db::receipts::record(conn, &events, db::now_ms())
+            db::receipts::record(conn, &events, db::now_ms(), &outbox)
         });
         Box::pin(write.into_actor(self).map(move |result, act, ctx| {
             act.flushing = false;

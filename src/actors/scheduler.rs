@@ -5,6 +5,7 @@
 use super::fanout::Fanout;
 use super::messages::*;
 use super::users::UserWriter;
+use crate::db::outbox::Outbox;
 use crate::db::{self, DbError, DbPool};
 use crate::metrics::METRICS;
 use actix::prelude::*;
@@ -34,6 +35,8 @@ pub struct Scheduler {
     /// Flushed before each claim, so the targeted counts include who
     /// connected before it.
     users: Option<Addr<UserWriter>>,
+    /// Where each claim writes its `announcement.published` event.
+    outbox: Outbox,
 }
 
 impl Scheduler {
@@ -49,11 +52,17 @@ impl Scheduler {
             alive,
             failing: Arc::default(),
             users: None,
+            outbox: Outbox::disabled(),
         }
     }
 
     pub fn with_users(mut self, users: Addr<UserWriter>) -> Scheduler {
         self.users = Some(users);
+        self
+    }
+
+    pub fn with_outbox(mut self, outbox: Outbox) -> Scheduler {
+        self.outbox = outbox;
         self
     }
 
@@ -69,12 +78,12 @@ impl Scheduler {
         }
         self.running = true;
         let flush = self.users.as_ref().map(|users| users.send(Flush));
-        let (pool, fanout) = (self.pool.clone(), self.fanout.clone());
+        let (pool, fanout, outbox) = (self.pool.clone(), self.fanout.clone(), self.outbox.clone());
         let work = async move {
             if let Some(flush) = flush {
                 let _ = tokio::time::timeout(USERS_WAIT, flush).await;
             }
-            publish_due(pool, fanout).await
+            publish_due(pool, fanout, outbox).await
         };
         Box::pin(work.into_actor(self).map(|result, act, ctx| {
             act.running = false;
@@ -162,12 +171,16 @@ impl Handler<Wake> for Scheduler {
 /// One scheduler step, usable without the actor (tests race two of them):
 /// claims every due announcement and hands what it claimed to the fan-out.
 /// Returns how many this call published and the next scheduled publish time.
-pub async fn publish_due(pool: DbPool, fanout: Fanout) -> Result<(usize, Option<i64>), DbError> {
-    let (claimed, next_due) = db::run(&pool, |conn| {
+pub async fn publish_due(
+    pool: DbPool,
+    fanout: Fanout,
+    outbox: Outbox,
+) -> Result<(usize, Option<i64>), DbError> {
+    let (claimed, next_due) = db::run(&pool, move |conn| {
         let now = db::now_ms();
         let mut claimed = Vec::new();
         for id in db::announcements::due(conn, now, BATCH)? {
-            if let Some(full) = db::announcements::claim(conn, id, now)? {
+            if let Some(full) = db::announcements::claim(conn, id, now, &outbox)? {
                 claimed.push(full);
             }
         }

@@ -271,8 +271,9 @@ mod tests {
             .into_dict()
             .expect("table");
         // Settings that are unset by default show an example value instead.
-        const EXAMPLES: [&str; 6] = [
+        const EXAMPLES: [&str; 7] = [
             "jwt_secret",
+            "webhook_secret",
             "admin_token",
             "jwt_public_key",
             "jwks_url",

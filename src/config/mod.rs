@@ -5,6 +5,7 @@
 //! `Settings` type.
 
 mod load;
+mod webhooks;
 
 pub use load::{load, LoadError, Loaded};
 
@@ -310,6 +311,45 @@ pub struct Settings {
     )]
     pub shutdown_grace: u64,
 
+    /// Webhook endpoints (http or https URLs, comma separated) that receive
+    /// signed events about announcements; empty: no webhooks.
+    #[arg(
+        long = "webhook-url",
+        global = true,
+        env = "HERALD_WEBHOOK_URLS",
+        value_delimiter = ','
+    )]
+    pub webhook_urls: Vec<String>,
+
+    /// Key of the webhook signatures, `whsec_<base64>` (Standard Webhooks;
+    /// at least 24 bytes). Required with `--webhook-url`.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+
+    /// Milliseconds before the first retry of a refused webhook; each next
+    /// wait doubles, up to an hour, and a delivery fails after a day.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_WEBHOOK_RETRY_BASE_MS",
+        default_value_t = 1_000
+    )]
+    pub webhook_retry_base_ms: u64,
+
+    /// Milliseconds one webhook POST may take, connecting included.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub webhook_timeout_ms: u64,
+
     /// Log lines as `text` or `json` (one object per line).
     #[arg(long, global = true, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -381,7 +421,12 @@ impl Settings {
         if self.jwt_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return Err("HERALD_JWT_SECRET must be at least 16 bytes".into());
         }
-        Ok(())
+        webhooks::check(webhooks::Webhooks {
+            urls: &self.webhook_urls,
+            secret: self.webhook_secret.as_deref(),
+            retry_base_ms: self.webhook_retry_base_ms,
+            timeout_ms: self.webhook_timeout_ms,
+        })
     }
 }
 
@@ -423,6 +468,20 @@ mod tests {
             .collect();
         assert_eq!(nets, ["10.0.0.0/8", "::1/128"]);
         assert!(Cli::try_parse_from(["herald", "--trusted-proxies", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn webhook_urls_are_a_comma_separated_list() {
+        let cli = Cli::parse_from([
+            "herald",
+            "--webhook-url",
+            "http://a.example/h,http://b.example/h",
+            "--webhook-secret",
+            "whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMzI=",
+        ]);
+        assert_eq!(cli.settings.webhook_urls.len(), 2);
+        assert!(cli.settings.validate().is_ok());
+        assert_eq!(cli.settings.webhook_retry_base_ms, 1_000);
     }
 
     #[test]

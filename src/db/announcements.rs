@@ -4,9 +4,11 @@
 
 use super::events::{self, Event};
 use super::models::{self, AnnouncementInsertForm, AnnouncementRow, AnnouncementUpdateForm};
+use super::outbox::{self, Outbox};
 use super::schema::announcements as a;
 use super::{audiences, timeline};
 use super::{DbConn, DbError};
+use crate::domain::webhook::OutboundEvent;
 use crate::domain::{
     AnnouncementDraft, AnnouncementId, AnnouncementPatch, FieldError, FullAnnouncement, Status,
     SummarizedAnnouncement,
@@ -207,13 +209,16 @@ pub enum WithdrawOutcome {
     NotFound,
 }
 
-/// Cancels a scheduled announcement or retracts a published one.
+/// Cancels a scheduled announcement or retracts a published one; a
+/// retraction writes its `announcement.retracted` event in the same
+/// transaction (and its expiry is then never reported).
 pub fn withdraw(
     conn: &mut DbConn,
     id: AnnouncementId,
     now: i64,
+    outbox: &Outbox,
 ) -> Result<WithdrawOutcome, DbError> {
-    conn.transaction(|conn| {
+    let outcome = conn.transaction::<_, DbError, _>(|conn| {
         let cancelled = diesel::update(
             a::table
                 .filter(a::id.eq(id.0))
@@ -246,11 +251,20 @@ pub fn withdraw(
             WithdrawOutcome::Cancelled(full)
         } else if retracted == 1 {
             events::notify(conn, &Event::Retracted { id })?;
+            if outbox.is_enabled() {
+                outbox::lock(conn, id)?;
+                outbox::set_expiry(conn, id, None)?;
+                outbox::enqueue(conn, outbox, id, &[OutboundEvent::retracted(id, now)], now)?;
+            }
             WithdrawOutcome::Retracted(full)
         } else {
             WithdrawOutcome::Unchanged(full)
         })
-    })
+    })?;
+    if matches!(outcome, WithdrawOutcome::Retracted(_)) && outbox.is_enabled() {
+        outbox.ring();
+    }
+    Ok(outcome)
 }
 
 /// Ids of scheduled announcements whose time has come, oldest first.
@@ -283,14 +297,16 @@ pub fn next_due(conn: &mut DbConn) -> Result<Option<i64>, DbError> {
 /// answer 200 while the old time publishes it; a PATCH that comes after the
 /// claim finds it published and answers 409. On PostgreSQL the NOTIFY to every node
 /// is part of the transaction too: it goes out if and only if the claim
-/// commits, and in commit order. Returns `None` when someone else claimed
-/// (or cancelled, or rescheduled) it first.
+/// commits, and in commit order; so is the `announcement.published` webhook
+/// event, and the note to report its expiry. Returns `None` when someone
+/// else claimed (or cancelled, or rescheduled) it first.
 pub fn claim(
     conn: &mut DbConn,
     id: AnnouncementId,
     now: i64,
+    outbox: &Outbox,
 ) -> Result<Option<FullAnnouncement>, DbError> {
-    conn.transaction(|conn| {
+    let claimed = conn.transaction::<_, DbError, _>(|conn| {
         let won = diesel::update(
             a::table
                 .filter(a::id.eq(id.0))
@@ -320,8 +336,19 @@ pub fn claim(
         full.announcement.cursor = Some(cursor);
         full.announcement.targeted = Some(targeted);
         events::notify(conn, &Event::Published { id, cursor })?;
+        if outbox.is_enabled() {
+            let a = &full.announcement;
+            outbox::lock(conn, id)?;
+            outbox::set_expiry(conn, id, a.expires_at)?;
+            let event = OutboundEvent::published(a, &full.audience);
+            outbox::enqueue(conn, outbox, id, &[event], now)?;
+        }
         Ok(Some(full))
-    })
+    })?;
+    if claimed.is_some() && outbox.is_enabled() {
+        outbox.ring();
+    }
+    Ok(claimed)
 }
 
 /// Adds the users one node had online when it delivered each announcement

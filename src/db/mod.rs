@@ -7,9 +7,11 @@
 pub mod announcements;
 pub mod audiences;
 pub mod catch_up;
+pub mod deliveries;
 pub mod events;
 pub mod inbox;
 mod models;
+pub mod outbox;
 pub mod receipts;
 pub mod recipients;
 pub mod schema;

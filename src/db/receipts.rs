@@ -4,9 +4,11 @@
 
 use super::audiences;
 use super::models::ReceiptRow;
+use super::outbox::{self, Outbox};
 use super::schema::{announcements as a, receipts as r};
 use super::timeline::current;
 use super::{DbConn, DbError};
+use crate::domain::webhook::{OutboundEvent, ReceiptChanges};
 use crate::domain::{AnnouncementId, AudienceKind};
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -45,11 +47,14 @@ pub struct BatchOutcome {
 /// announcements the user is not in the audience of, or that are not
 /// published or have expired (no longer in anyone's inbox, so a receipt
 /// for one is as unknown as for an id that never existed). Idempotent: the
-/// first delivered_at, read_at and confirmed_at win.
+/// first delivered_at, read_at and confirmed_at win. With webhooks on, what
+/// the batch changed (who is newly delivered, read, confirmed) is written to
+/// the outbox as `receipts` events in the same transaction.
 pub fn record(
     conn: &mut DbConn,
     events: &[ReceiptEvent],
     at: i64,
+    outbox: &Outbox,
 ) -> Result<BatchOutcome, DbError> {
     let allowed = allowed(conn, events, at)?;
 
@@ -70,18 +75,70 @@ pub fn record(
         *kind = (*kind).max(e.kind);
     }
 
-    conn.transaction(|conn| {
+    let reported = conn.transaction(|conn| {
+        let mut reported = 0;
         for (&id, users) in &wanted {
+            let changes = if outbox.is_enabled() {
+                outbox::lock(conn, id)?;
+                changes(conn, id, users, at)?
+            } else {
+                ReceiptChanges::default()
+            };
             let written = write_one(conn, id, users, at)?;
             let pairs = |users: Vec<&str>| -> Vec<(AnnouncementId, String)> {
                 users.into_iter().map(|u| (id, u.to_string())).collect()
             };
             outcome.read.extend(pairs(written.read));
             outcome.confirmed.extend(pairs(written.confirmed));
+            let events = OutboundEvent::receipts(id, &changes);
+            reported += outbox::enqueue(conn, outbox, id, &events, at)?;
         }
-        Ok::<_, diesel::result::Error>(())
+        Ok::<_, diesel::result::Error>(reported)
     })?;
+    if reported > 0 {
+        outbox.ring();
+    }
     Ok(outcome)
+}
+
+/// The state of one receipt row before a batch: delivered, read and
+/// confirmed times.
+type Before = (Option<i64>, Option<i64>, Option<i64>);
+
+/// What writing `users` (user → strongest kind) will change for one
+/// announcement: who is not yet delivered, read or confirmed. Read under
+/// the announcement's outbox lock, so two nodes' batches do not both
+/// report the same user.
+fn changes(
+    conn: &mut DbConn,
+    id: AnnouncementId,
+    users: &BTreeMap<&str, ReceiptKind>,
+    at: i64,
+) -> Result<ReceiptChanges, diesel::result::Error> {
+    let names: Vec<&str> = users.keys().copied().collect();
+    let mut before: HashMap<String, Before> = HashMap::new();
+    for chunk in names.chunks(1_000) {
+        let rows: Vec<(String, Before)> = r::table
+            .filter(r::announcement_id.eq(id.0))
+            .filter(r::user_id.eq_any(chunk))
+            .select((r::user_id, (r::delivered_at, r::read_at, r::confirmed_at)))
+            .load(conn)?;
+        before.extend(rows);
+    }
+    let mut changes = ReceiptChanges::default();
+    for (&user, &kind) in users {
+        let (delivered, read, confirmed) = before.get(user).copied().unwrap_or_default();
+        if delivered.is_none() {
+            changes.delivered.push((user.to_string(), at));
+        }
+        if kind >= ReceiptKind::Read && read.is_none() {
+            changes.read.push((user.to_string(), at));
+        }
+        if kind >= ReceiptKind::Confirmed && confirmed.is_none() {
+            changes.confirmed.push((user.to_string(), at));
+        }
+    }
+    Ok(changes)
 }
 
 /// The users of one announcement whose read (or confirmation) a batch wrote.

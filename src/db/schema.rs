@@ -70,6 +70,37 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_announcements (announcement_id) {
+        announcement_id -> BigInt,
+        last_seq -> BigInt,
+        expiry_due -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    webhook_outbox (id) {
+        id -> BigInt,
+        event_id -> Text,
+        event_type -> Text,
+        announcement_id -> BigInt,
+        seq -> BigInt,
+        endpoint -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        created_at -> BigInt,
+        give_up_at -> BigInt,
+        next_attempt_at -> BigInt,
+        lease_until -> Nullable<BigInt>,
+        claim_token -> Nullable<Text>,
+        last_attempt_at -> Nullable<BigInt>,
+        last_status -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        delivered_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(announcement_targets -> announcements (announcement_id));
 diesel::joinable!(receipts -> announcements (announcement_id));
 
@@ -81,4 +112,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     receipts,
     known_users,
     user_groups,
+    webhook_announcements,
+    webhook_outbox,
 );

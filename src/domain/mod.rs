@@ -6,6 +6,7 @@
 pub mod announcement;
 pub mod draft;
 pub mod ids;
+pub mod webhook;
 
 pub use announcement::{Announcement, FullAnnouncement, Level, Status, SummarizedAnnouncement};
 pub use draft::{AnnouncementDraft, AnnouncementPatch, DraftLimits, FieldError};

@@ -7,6 +7,7 @@ use super::admin_views::{
     UserPresenceView,
 };
 use super::auth::AdminAuth;
+use super::path::announcement_id as parse_id;
 use crate::actors::messages::{GetPresence, GetUserSessions, Wake};
 use crate::db::announcements::{ChangeOutcome, WithdrawOutcome};
 use crate::db::recipients::ReceiptCounts;
@@ -51,12 +52,6 @@ fn fresh_view(full: &FullAnnouncement) -> AdminAnnouncement {
         &AudienceSummary::of(&full.audience),
         ReceiptCounts::default(),
     )
-}
-
-pub fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
-    raw.parse()
-        .map(AnnouncementId)
-        .map_err(|_| AppError::NotFound(format!("announcement {raw}")))
 }
 
 /// Creates an announcement, published at `publish_at` (now when absent or past).
@@ -291,8 +286,9 @@ async fn withdraw(
 ) -> Result<HttpResponse, AppError> {
     let id = parse_id(&path)?;
     let now = db::now_ms();
+    let outbox = state.outbox.clone();
     let outcome = db::run(&state.pool, move |conn| {
-        db::announcements::withdraw(conn, id, now)
+        db::announcements::withdraw(conn, id, now, &outbox)
     })
     .await?;
     let full = match outcome {

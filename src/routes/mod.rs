@@ -11,9 +11,11 @@ pub mod health;
 pub mod me;
 pub mod middleware;
 pub mod openapi;
+pub mod path;
 pub mod recipients;
 pub mod sse;
 pub mod static_files;
+pub mod webhooks;
 pub mod ws;
 
 use crate::error::AppError;
@@ -42,7 +44,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
         )
         // Before the `/api` scope, which would otherwise answer it 404.
         .route("/api/openapi.json", web::get().to(openapi::document))
-        .service(web::scope("/api").configure(admin::configure))
+        .service(
+            web::scope("/api")
+                .configure(admin::configure)
+                .configure(webhooks::configure),
+        )
         .configure(static_files::configure);
 }
 

@@ -20,7 +20,7 @@
 //! such request can get (401, 500, 503; 400 and 413 with a body), added
 //! here by `CommonAnswers`, so annotations list only their own.
 
-use super::{admin, health, me, recipients};
+use super::{admin, health, me, recipients, webhooks};
 use crate::error::ErrorBody;
 use actix_web::HttpResponse;
 use std::sync::LazyLock;
@@ -45,6 +45,8 @@ use utoipa::{Modify, OpenApi};
         admin::withdraw,
         admin::audience,
         recipients::list,
+        webhooks::list,
+        webhooks::retry,
         admin::presence,
         admin::user_presence,
         admin::mint_token,

@@ -2,8 +2,8 @@
 //! who delivered, read or confirmed an announcement, or who is still
 //! pending, page by page in user id order.
 
-use super::admin::parse_id;
 use super::auth::AdminAuth;
+use super::path::announcement_id as parse_id;
 use crate::db::recipients::{Recipient, RecipientState};
 use crate::db::{self};
 use crate::domain::{rfc3339, AnnouncementId};

@@ -112,7 +112,12 @@ async fn publish_directly(app: &TestApp, count: usize, content: &str) -> Vec<i64
                 let id = herald::db::announcements::insert(conn, &draft, now)?
                     .announcement
                     .id;
-                if let Some(full) = herald::db::announcements::claim(conn, id, now)? {
+                if let Some(full) = herald::db::announcements::claim(
+                    conn,
+                    id,
+                    now,
+                    &herald::db::outbox::Outbox::disabled(),
+                )? {
                     newest = newest.max(full.announcement.cursor.unwrap_or_default());
                 }
                 ids.push(id.0);

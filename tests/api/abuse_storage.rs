@@ -27,7 +27,8 @@ fn record_batch(app: &TestApp, batch: &[(i64, &str, &[&str], ReceiptKind)]) -> B
         })
         .collect();
     let mut conn = app.state.pool.get().expect("connection");
-    record(&mut conn, &events, herald::db::now_ms()).expect("record")
+    let outbox = app.state.outbox.clone();
+    record(&mut conn, &events, herald::db::now_ms(), &outbox).expect("record")
 }
 
 async fn wait_published(app: &TestApp, id: i64) {
@@ -383,6 +384,7 @@ async fn measure_large_audiences_postgres() {
 both_backends!(reschedule_between_due_and_claim_keeps_the_new_time);
 async fn reschedule_between_due_and_claim_keeps_the_new_time() {
     use herald::db::announcements::{claim, due, get, insert, update_scheduled, ChangeOutcome};
+    use herald::db::outbox::Outbox;
     use herald::domain::{AnnouncementDraft, AnnouncementPatch, Audience, Level, Status};
     let db = TestDb::new();
     let pool = herald::db::connect(&db.url, 2, 5_000).expect("database");
@@ -412,7 +414,7 @@ async fn reschedule_between_due_and_claim_keeps_the_new_time() {
     assert_eq!(due(&mut conn, now, 10).expect("due"), vec![id]);
     let patched = update_scheduled(&mut conn, id, &move_later, now).expect("patch");
     assert!(matches!(patched, ChangeOutcome::Changed(_)), "{patched:?}");
-    let claimed = claim(&mut conn, id, now).expect("claim");
+    let claimed = claim(&mut conn, id, now, &Outbox::disabled()).expect("claim");
     assert!(
         claimed.is_none(),
         "claimed after the reschedule: {claimed:?}"
@@ -428,7 +430,9 @@ async fn reschedule_between_due_and_claim_keeps_the_new_time() {
         .expect("insert")
         .announcement
         .id;
-    assert!(claim(&mut conn, id, now).expect("claim").is_some());
+    assert!(claim(&mut conn, id, now, &Outbox::disabled())
+        .expect("claim")
+        .is_some());
     let patched = update_scheduled(&mut conn, id, &move_later, now).expect("patch");
     assert!(
         matches!(patched, ChangeOutcome::NotScheduled(Status::Published)),

@@ -122,9 +122,10 @@ async fn racing_scheduler_ticks_deliver_exactly_once() {
         .await;
     tokio::time::sleep(Duration::from_millis(320)).await;
     let (pool, fanout) = (app.state.pool.clone(), app.state.fanout.clone());
+    let outbox = app.state.outbox.clone();
     let (a, b) = tokio::join!(
-        publish_due(pool.clone(), fanout.clone()),
-        publish_due(pool, fanout)
+        publish_due(pool.clone(), fanout.clone(), outbox.clone()),
+        publish_due(pool, fanout, outbox)
     );
     let manual = a.expect("tick").0 + b.expect("tick").0;
     assert!(manual <= 1, "two ticks published {manual}");

@@ -23,4 +23,5 @@ mod restart;
 mod resume;
 mod sse;
 mod storm;
+mod webhooks;
 mod websocket;

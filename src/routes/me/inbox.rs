@@ -10,17 +10,12 @@ use crate::db::{self};
 use crate::domain::AnnouncementId;
 use crate::error::{AppError, ErrorBody};
 use crate::routes::auth::UserAuth;
+use crate::routes::path::announcement_id as parse_id;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
-
-fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
-    raw.parse()
-        .map(AnnouncementId)
-        .map_err(|_| AppError::NotFound(format!("announcement {raw}")))
-}
 
 fn not_in_inbox(id: AnnouncementId) -> AppError {
     AppError::NotFound(format!("announcement {id} in your inbox"))
@@ -46,8 +41,9 @@ async fn mark(
             kind,
         })
         .collect();
+    let outbox = state.outbox.clone();
     let outcome = db::run(&state.pool, move |conn| {
-        db::receipts::record(conn, &events, db::now_ms())
+        db::receipts::record(conn, &events, db::now_ms(), &outbox)
     })
     .await?;
     let ids: Vec<AnnouncementId> = outcome.read.iter().map(|(id, _)| *id).collect();
