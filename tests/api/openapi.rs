@@ -123,14 +123,24 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// herald's routes, as the server registers them, on an in-process app.
+/// herald's routes, as the server registers them, on an in-process app;
+/// with `extra`, also `POST /api/extra`, a route the document does not name.
 async fn routes_app(
+    extra: bool,
 ) -> impl actix_web::dev::Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>
 {
     test::init_service(
         App::new()
             .default_service(web::to(|| async { HttpResponse::new(UNMATCHED) }))
-            .configure(|cfg| herald::routes::configure(cfg, &[])),
+            .configure(|cfg| {
+                if extra {
+                    cfg.route(
+                        "/api/extra",
+                        web::post().to(|| async { HttpResponse::Ok().finish() }),
+                    );
+                }
+                herald::routes::configure(cfg, &[])
+            }),
     )
     .await
 }
@@ -234,14 +244,19 @@ fn documented(doc: &Value) -> BTreeSet<Route> {
         .collect()
 }
 
-#[actix_web::test]
-async fn the_document_names_exactly_the_registered_rest_routes() {
-    let app = routes_app().await;
-    let res = test::call_service(&app, test::TestRequest::get().uri("/api/openapi.json").to_request()).await;
+/// The REST routes `app` registers, as (method, pattern), and the document
+/// it serves.
+async fn registered_and_document(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = ServiceResponse,
+        Error = actix_web::Error,
+    >,
+) -> (BTreeSet<Route>, Value) {
+    let res = test::call_service(app, test::TestRequest::get().uri("/api/openapi.json").to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let patterns = resource_patterns(&format!("{:#?}", res.request().resource_map()));
     let doc: Value = serde_json::from_slice(&test::read_body(res).await).expect("JSON");
-
     // The reading of the map is checked against routes known to exist, so
     // that a change in actix's debug form fails here instead of finding
     // nothing to compare.
@@ -251,28 +266,67 @@ async fn the_document_names_exactly_the_registered_rest_routes() {
     let mut registered = BTreeSet::new();
     for pattern in patterns.iter().filter(|p| !NOT_REST.contains(&p.as_str())) {
         for method in METHODS {
-            if answers(&app, method, pattern).await {
+            if answers(app, method, pattern).await {
                 registered.insert((method.to_string(), pattern.clone()));
             }
         }
     }
     assert!(registered.contains(&("POST".into(), "/api/me/receipts".into())));
-    let documented = documented(&doc);
+    (registered, doc)
+}
 
-    let undocumented: Vec<_> = registered.difference(&documented).collect();
+/// (registered but not in the document, in the document but not registered)
+fn differences(registered: &BTreeSet<Route>, doc: &Value) -> (Vec<Route>, Vec<Route>) {
+    let documented = documented(doc);
+    (
+        registered.difference(&documented).cloned().collect(),
+        documented.difference(registered).cloned().collect(),
+    )
+}
+
+#[actix_web::test]
+async fn the_document_names_exactly_the_registered_rest_routes() {
+    let app = routes_app(false).await;
+    let (registered, doc) = registered_and_document(&app).await;
+    let (undocumented, missing) = differences(&registered, &doc);
     assert!(
         undocumented.is_empty(),
         "registered REST routes missing from the document (annotate them and list them in \
          src/routes/openapi.rs): {undocumented:?}"
     );
-    let missing: Vec<_> = documented.difference(&registered).collect();
     assert!(
         missing.is_empty(),
         "the document names routes herald does not register: {missing:?}"
     );
     // And each documented route, asked directly, is answered by the route of
     // that very pattern (not a look-alike such as `/{file}`).
-    for (method, path) in &documented {
-        assert!(answers(&app, method, path).await, "{method} {path} is not answered");
+    for (method, path) in documented(&doc) {
+        assert!(answers(&app, &method, &path).await, "{method} {path} is not answered");
     }
+}
+
+/// The comparison above fails both ways: a route registered and not
+/// documented (a real extra route, and one taken out of the document), and
+/// documented routes that do not exist (a path, and a method on a real path).
+#[actix_web::test]
+async fn the_comparison_catches_a_difference_either_way() {
+    let app = routes_app(true).await;
+    let (registered, mut doc) = registered_and_document(&app).await;
+    let receipts = doc["paths"]["/api/me/receipts"]
+        .as_object_mut()
+        .expect("documented");
+    receipts.remove("post");
+    let operation = serde_json::json!({"responses": {"200": {"description": "ok"}}});
+    doc["paths"]["/api/me/nothing"] = serde_json::json!({ "get": operation.clone() });
+    doc["paths"]["/api/announcements/{id}"]["put"] = operation;
+    let (undocumented, missing) = differences(&registered, &doc);
+    let route = |m: &str, p: &str| (m.to_string(), p.to_string());
+    assert_eq!(
+        undocumented,
+        vec![route("POST", "/api/extra"), route("POST", "/api/me/receipts")]
+    );
+    assert_eq!(
+        missing,
+        vec![route("GET", "/api/me/nothing"), route("PUT", "/api/announcements/{id}")]
+    );
 }
