@@ -15,6 +15,7 @@ mod delivery;
 mod hardening;
 mod identity;
 mod migrations;
+mod openapi;
 mod operations;
 mod outage;
 mod own_postgres;

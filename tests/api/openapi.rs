@@ -21,7 +21,14 @@ use std::collections::BTreeSet;
 
 /// Registered, and not REST: the WebSocket and its legacy URL forms, the
 /// event stream, the demo pages and `herald.js` (the README documents them).
-const NOT_REST: &[&str] = &["/ws", "/ws/{tail}", "/websocket/{id}", "/sse", "/", "/{file}"];
+const NOT_REST: &[&str] = &[
+    "/ws",
+    "/ws/{tail}",
+    "/websocket/{id}",
+    "/sse",
+    "/",
+    "/{file}",
+];
 
 /// Every method a route could be registered for.
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"];
@@ -48,7 +55,9 @@ async fn document_from_server() -> Value {
 async fn the_document_is_valid_openapi_3_1() {
     let json = document_from_server().await;
     let spec = oas3::from_json(json.to_string()).expect("oas3 parses the document");
-    let version = spec.validate_version().expect("an OpenAPI version oas3 supports");
+    let version = spec
+        .validate_version()
+        .expect("an OpenAPI version oas3 supports");
     assert_eq!((version.major, version.minor), (3, 1), "{}", spec.openapi);
     // Every reference resolves: bodies, answers and their schemas, parameters.
     let mut operations = 0;
@@ -56,7 +65,10 @@ async fn the_document_is_valid_openapi_3_1() {
         operations += 1;
         let at = format!("{method} {path}");
         op.parameters(&spec).unwrap_or_else(|e| panic!("{at}: {e}"));
-        if let Some(body) = op.request_body(&spec).unwrap_or_else(|e| panic!("{at}: {e}")) {
+        if let Some(body) = op
+            .request_body(&spec)
+            .unwrap_or_else(|e| panic!("{at}: {e}"))
+        {
             for media in body.content.values() {
                 media.schema(&spec).unwrap_or_else(|e| panic!("{at}: {e}"));
             }
@@ -95,8 +107,13 @@ async fn the_document_is_valid_openapi_3_1() {
     collect_refs(&json, &mut refs);
     assert!(refs.len() > 20, "{refs:?}");
     for r in refs {
-        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
-        assert!(json["components"]["schemas"].get(name).is_some(), "{r} is not there");
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(
+            json["components"]["schemas"].get(name).is_some(),
+            "{r} is not there"
+        );
     }
     let schemes = &json["components"]["securitySchemes"];
     assert_eq!(schemes["admin_token"]["type"], "http");
@@ -106,7 +123,10 @@ async fn the_document_is_valid_openapi_3_1() {
     assert_eq!(schemes["user_jwt"]["bearerFormat"], "JWT");
     let error = &json["components"]["schemas"]["ErrorDetail"]["properties"];
     for field in ["code", "message", "field", "details"] {
-        assert!(error.get(field).is_some(), "error shape lacks {field}: {error}");
+        assert!(
+            error.get(field).is_some(),
+            "error shape lacks {field}: {error}"
+        );
     }
 }
 
@@ -123,14 +143,27 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// herald's routes, as the server registers them, on an in-process app.
+/// herald's routes, as the server registers them, on an in-process app;
+/// with `extra`, also `POST /api/extra`, a route the document does not name.
 async fn routes_app(
-) -> impl actix_web::dev::Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>
-{
+    extra: bool,
+) -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = ServiceResponse,
+    Error = actix_web::Error,
+> {
     test::init_service(
         App::new()
             .default_service(web::to(|| async { HttpResponse::new(UNMATCHED) }))
-            .configure(|cfg| herald::routes::configure(cfg, &[])),
+            .configure(|cfg| {
+                if extra {
+                    cfg.route(
+                        "/api/extra",
+                        web::post().to(|| async { HttpResponse::Ok().finish() }),
+                    );
+                }
+                herald::routes::configure(cfg, &[])
+            }),
     )
     .await
 }
@@ -234,45 +267,110 @@ fn documented(doc: &Value) -> BTreeSet<Route> {
         .collect()
 }
 
-#[actix_web::test]
-async fn the_document_names_exactly_the_registered_rest_routes() {
-    let app = routes_app().await;
-    let res = test::call_service(&app, test::TestRequest::get().uri("/api/openapi.json").to_request()).await;
+/// The REST routes `app` registers, as (method, pattern), and the document
+/// it serves.
+async fn registered_and_document(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = ServiceResponse,
+        Error = actix_web::Error,
+    >,
+) -> (BTreeSet<Route>, Value) {
+    let res = test::call_service(
+        app,
+        test::TestRequest::get()
+            .uri("/api/openapi.json")
+            .to_request(),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     let patterns = resource_patterns(&format!("{:#?}", res.request().resource_map()));
     let doc: Value = serde_json::from_slice(&test::read_body(res).await).expect("JSON");
-
     // The reading of the map is checked against routes known to exist, so
     // that a change in actix's debug form fails here instead of finding
     // nothing to compare.
-    for known in NOT_REST.iter().chain(&["/api/me/receipts", "/api/announcements/{id}"]) {
-        assert!(patterns.iter().any(|p| p == known), "{known} not read from {patterns:?}");
+    for known in NOT_REST
+        .iter()
+        .chain(&["/api/me/receipts", "/api/announcements/{id}"])
+    {
+        assert!(
+            patterns.iter().any(|p| p == known),
+            "{known} not read from {patterns:?}"
+        );
     }
     let mut registered = BTreeSet::new();
     for pattern in patterns.iter().filter(|p| !NOT_REST.contains(&p.as_str())) {
         for method in METHODS {
-            if answers(&app, method, pattern).await {
+            if answers(app, method, pattern).await {
                 registered.insert((method.to_string(), pattern.clone()));
             }
         }
     }
     assert!(registered.contains(&("POST".into(), "/api/me/receipts".into())));
-    let documented = documented(&doc);
+    (registered, doc)
+}
 
-    let undocumented: Vec<_> = registered.difference(&documented).collect();
+/// (registered but not in the document, in the document but not registered)
+fn differences(registered: &BTreeSet<Route>, doc: &Value) -> (Vec<Route>, Vec<Route>) {
+    let documented = documented(doc);
+    (
+        registered.difference(&documented).cloned().collect(),
+        documented.difference(registered).cloned().collect(),
+    )
+}
+
+#[actix_web::test]
+async fn the_document_names_exactly_the_registered_rest_routes() {
+    let app = routes_app(false).await;
+    let (registered, doc) = registered_and_document(&app).await;
+    let (undocumented, missing) = differences(&registered, &doc);
     assert!(
         undocumented.is_empty(),
         "registered REST routes missing from the document (annotate them and list them in \
          src/routes/openapi.rs): {undocumented:?}"
     );
-    let missing: Vec<_> = documented.difference(&registered).collect();
     assert!(
         missing.is_empty(),
         "the document names routes herald does not register: {missing:?}"
     );
     // And each documented route, asked directly, is answered by the route of
     // that very pattern (not a look-alike such as `/{file}`).
-    for (method, path) in &documented {
-        assert!(answers(&app, method, path).await, "{method} {path} is not answered");
+    for (method, path) in documented(&doc) {
+        assert!(
+            answers(&app, &method, &path).await,
+            "{method} {path} is not answered"
+        );
     }
+}
+
+/// The comparison above fails both ways: a route registered and not
+/// documented (a real extra route, and one taken out of the document), and
+/// documented routes that do not exist (a path, and a method on a real path).
+#[actix_web::test]
+async fn the_comparison_catches_a_difference_either_way() {
+    let app = routes_app(true).await;
+    let (registered, mut doc) = registered_and_document(&app).await;
+    let receipts = doc["paths"]["/api/me/receipts"]
+        .as_object_mut()
+        .expect("documented");
+    receipts.remove("post");
+    let operation = serde_json::json!({"responses": {"200": {"description": "ok"}}});
+    doc["paths"]["/api/me/nothing"] = serde_json::json!({ "get": operation.clone() });
+    doc["paths"]["/api/announcements/{id}"]["put"] = operation;
+    let (undocumented, missing) = differences(&registered, &doc);
+    let route = |m: &str, p: &str| (m.to_string(), p.to_string());
+    assert_eq!(
+        undocumented,
+        vec![
+            route("POST", "/api/extra"),
+            route("POST", "/api/me/receipts")
+        ]
+    );
+    assert_eq!(
+        missing,
+        vec![
+            route("GET", "/api/me/nothing"),
+            route("PUT", "/api/announcements/{id}")
+        ]
+    );
 }
