@@ -38,7 +38,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
                 .wrap(actix_web::middleware::from_fn(cors::preflight_no_content))
                 .configure(me::configure),
         )
-        .service(web::scope("/api").configure(admin::configure))
+        .service(
+            web::scope("/api")
+                .configure(admin::configure)
+                .configure(recipients::configure),
+        )
         .configure(static_files::configure);
 }
 

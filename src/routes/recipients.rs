@@ -2,11 +2,10 @@
 //! who delivered, read or confirmed an announcement, or who is still
 //! pending, page by page in user id order.
 
-use super::admin::parse_id;
 use super::auth::AdminAuth;
 use crate::db::recipients::{Recipient, RecipientState};
 use crate::db::{self};
-use crate::domain::rfc3339;
+use crate::domain::{rfc3339, AnnouncementId};
 use crate::error::AppError;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -18,10 +17,20 @@ const PAGE: i64 = 500;
 const MAX_PAGE: i64 = 1_000;
 
 #[derive(Debug, Deserialize)]
-pub struct RecipientsQuery {
+struct RecipientsQuery {
     state: Option<String>,
     limit: Option<i64>,
     after: Option<String>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/announcements/{id}/recipients", web::get().to(list));
+}
+
+fn parse_id(raw: &str) -> Result<AnnouncementId, AppError> {
+    raw.parse()
+        .map(AnnouncementId)
+        .map_err(|_| AppError::NotFound(format!("announcement {raw}")))
 }
 
 fn invalid(message: &str, field: &str) -> AppError {
@@ -39,7 +48,7 @@ fn item(r: &Recipient) -> Value {
 
 /// One page: `next_after` is the `after` of the next page, null on the
 /// last one. `state` defaults to `pending`.
-pub async fn list(
+async fn list(
     _: AdminAuth,
     state: web::Data<AppState>,
     path: web::Path<String>,
