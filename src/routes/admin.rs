@@ -36,10 +36,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(withdraw)),
     )
     .route("/announcements/{id}/audience", web::get().to(audience))
-    .route(
-        "/announcements/{id}/recipients",
-        web::get().to(super::recipients::list),
-    )
     .route("/presence", web::get().to(presence))
     .route("/presence/{user_id}", web::get().to(user_presence))
     .route("/tokens", web::post().to(mint_token));

@@ -47,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, allowed_origins: &[String]) {
         .service(
             web::scope("/api")
                 .configure(admin::configure)
+                .configure(recipients::configure)
                 .configure(webhooks::configure),
         )
         .configure(static_files::configure);

@@ -48,6 +48,10 @@ pub struct RecipientsPage {
     next_after: Option<String>,
 }
 
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/announcements/{id}/recipients", web::get().to(list));
+}
+
 fn invalid(message: &str, field: &str) -> AppError {
     AppError::bad_request("invalid_query", message, Some(field))
 }
@@ -72,7 +76,7 @@ fn item(r: &Recipient) -> RecipientItem {
         (status = 400, description = "A bad query parameter", body = ErrorBody),
         (status = 404, description = "No such announcement", body = ErrorBody),
     ))]
-pub async fn list(
+async fn list(
     _: AdminAuth,
     state: web::Data<AppState>,
     path: web::Path<String>,

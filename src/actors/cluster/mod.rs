@@ -121,10 +121,11 @@ fn read_events(msg: &ReadSync, node: &str) -> Vec<Event> {
         .map(|ids| Event::Read {
             user_id: msg.user_id.clone(),
             ids: ids.to_vec(),
-            confirmed: msg
-                .confirmed
+            // Walk the chunk, not the confirmed list: never more entries
+            // than the chunk has ids.
+            confirmed: ids
                 .iter()
-                .filter(|id| ids.contains(id))
+                .filter(|id| msg.confirmed.contains(id))
                 .copied()
                 .collect(),
             node: node.to_string(),
