@@ -9,6 +9,7 @@ use crate::actors::messages::CloseAll;
 use crate::actors::receipts::ReceiptWriter;
 use crate::actors::registry::Registry;
 use crate::actors::scheduler::Scheduler;
+use crate::actors::session::SessionDeps;
 use crate::auth::{random_secret, TokenKeys};
 use crate::config::Settings;
 use crate::db::{self, settings as stored, DbPool};
@@ -130,8 +131,16 @@ async fn start_actors(
         Duration::from_millis(settings.receipt_flush_ms.max(1)),
     )
     .start();
+    let catch_up = CatchUpStore::new(pool.clone(), settings.db_pool_size as usize / 2);
+    let sessions = Arc::new(SessionDeps {
+        registry: registry.clone(),
+        receipts: receipts.clone(),
+        keys: keys.clone(),
+        store: catch_up.clone(),
+    });
     Ok(AppState {
-        catch_up: CatchUpStore::new(pool.clone(), settings.db_pool_size as usize / 2),
+        catch_up,
+        sessions,
         connect_limiter: Arc::new(crate::limits::ConnectLimiter::new(
             settings.max_connects_per_ip,
         )),
