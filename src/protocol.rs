@@ -134,7 +134,10 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// An announcement as clients and the inbox see it.
+/// An announcement as clients and the inbox see it. `publish_at` is the
+/// time it was scheduled for (what the admin set, or the moment the create
+/// request was accepted), as the admin API shows it; `published_at` is when
+/// herald actually published it (claimed it for delivery), never earlier.
 #[derive(Debug, Clone, Serialize)]
 pub struct AnnouncementView {
     pub id: AnnouncementId,
@@ -143,6 +146,7 @@ pub struct AnnouncementView {
     pub level: Level,
     pub link: Option<String>,
     pub publish_at: String,
+    pub published_at: String,
     pub expires_at: Option<String>,
     pub cursor: Option<Cursor>,
 }
@@ -155,7 +159,10 @@ impl From<&Announcement> for AnnouncementView {
             content: a.content.clone(),
             level: a.level,
             link: a.link.clone(),
-            publish_at: rfc3339(a.published_at.unwrap_or(a.publish_at)),
+            publish_at: rfc3339(a.publish_at),
+            // Frames and the inbox carry published announcements only, which
+            // always have it; the scheduled time stands in otherwise.
+            published_at: rfc3339(a.published_at.unwrap_or(a.publish_at)),
             expires_at: a.expires_at.map(rfc3339),
             cursor: a.cursor,
         }
@@ -326,6 +333,7 @@ mod tests {
             level: Level::Info,
             link: None,
             publish_at: "2026-01-01T00:00:00.000Z".into(),
+            published_at: "2026-01-01T00:00:01.000Z".into(),
             expires_at: None,
             cursor: Some(Cursor(9)),
         };
