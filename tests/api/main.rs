@@ -12,6 +12,7 @@ mod cors;
 mod delivery;
 mod hardening;
 mod identity;
+mod memory;
 mod migrations;
 mod operations;
 mod outage;
