@@ -76,11 +76,12 @@ async fn settled_rss(pid: u32) -> u64 {
 /// The bound guards against a regression of a page or more per session
 /// (say, another per-connection buffer). It is set from measurements, not
 /// from the 8 KiB target, which herald does not reach (13.7 KiB at 19 000 in
-/// release, see docs/performance.md): a debug herald measured 15.6 KiB per
-/// session from start to 2 300 sessions, release 15.4 KiB to 1 000 and
-/// 13.5 KiB per session from 5 000 to 19 000; after 300 warm-up sessions
-/// the 2 000 measured here should cost 13.5–15.5 KiB each, so 16 KiB leaves
-/// room for allocator noise without letting a 4 KiB buffer through.
+/// release, see docs/performance.md). With one worker, from start to 2 300
+/// sessions: a debug herald before the last cut 15.2 KiB per session, a
+/// release herald after it 14.7 KiB (the cut saved 0.7–0.8 KiB in release);
+/// the 300 warm-up sessions take the fixed costs out, so the 2 000 measured
+/// here should cost about 14–15 KiB each in debug, and 16 KiB leaves room
+/// for allocator noise without letting a 4 KiB buffer through.
 #[actix_web::test]
 async fn an_idle_session_costs_herald_under_16_kib() {
     const BOUND_KIB: f64 = 16.0;
