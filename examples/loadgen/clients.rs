@@ -53,6 +53,19 @@ impl Stats {
             .unwrap_or(0)
     }
 
+    /// Deliveries of the given announcements so far (cheap: no latencies).
+    pub fn received_all(&self, ids: &[i64]) -> u64 {
+        self.rounds
+            .lock()
+            .map(|r| {
+                ids.iter()
+                    .filter_map(|id| r.get(id))
+                    .map(|round| round.arrivals_us.len() as u64)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// Notes the publish time announcement `id` was asked for.
     pub fn asked(&self, id: i64, at_us: i64) {
         if let Ok(mut asked) = self.asked.lock() {

@@ -538,7 +538,7 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
                 let per = if targeted { 1 } else { online };
                 let expected = per * ids.len() as u64;
                 let deadline = Instant::now() + Duration::from_secs(30);
-                while Instant::now() < deadline && stats.latencies(&ids).1 < expected {
+                while Instant::now() < deadline && stats.received_all(&ids) < expected {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 let (_, cpu1) = proc_usage(pid);
