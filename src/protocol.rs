@@ -137,7 +137,10 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// An announcement as clients and the inbox see it.
+/// An announcement as clients and the inbox see it. `publish_at` is the
+/// time it was scheduled for (what the admin set, or the moment the create
+/// request was accepted), as the admin API shows it; `published_at` is when
+/// herald actually published it (claimed it for delivery), never earlier.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AnnouncementView {
     pub id: AnnouncementId,
@@ -145,8 +148,10 @@ pub struct AnnouncementView {
     pub content: String,
     pub level: Level,
     pub link: Option<String>,
-    /// RFC 3339: when it was published.
+    /// RFC 3339: the time it was scheduled for.
     pub publish_at: String,
+    /// RFC 3339: when herald published it (claimed it for delivery).
+    pub published_at: String,
     /// RFC 3339.
     pub expires_at: Option<String>,
     /// Its place in publish order: resume after it with `since`.
@@ -165,7 +170,10 @@ impl From<&Announcement> for AnnouncementView {
             content: a.content.clone(),
             level: a.level,
             link: a.link.clone(),
-            publish_at: rfc3339(a.published_at.unwrap_or(a.publish_at)),
+            publish_at: rfc3339(a.publish_at),
+            // Frames and the inbox carry published announcements only, which
+            // always have it; the scheduled time stands in otherwise.
+            published_at: rfc3339(a.published_at.unwrap_or(a.publish_at)),
             expires_at: a.expires_at.map(rfc3339),
             cursor: a.cursor,
             requires_confirmation: a.requires_confirmation,
@@ -361,6 +369,7 @@ mod tests {
             level: Level::Info,
             link: None,
             publish_at: "2026-01-01T00:00:00.000Z".into(),
+            published_at: "2026-01-01T00:00:01.000Z".into(),
             expires_at: None,
             cursor: Some(Cursor(9)),
             requires_confirmation: true,

@@ -10,6 +10,7 @@ use crate::actors::newest::NewestCursor;
 use crate::actors::receipts::ReceiptWriter;
 use crate::actors::registry::Registry;
 use crate::actors::scheduler::Scheduler;
+use crate::actors::session::SessionDeps;
 use crate::actors::users::UserWriter;
 use crate::auth::{random_secret, TokenKeys};
 use crate::config::Settings;
@@ -168,8 +169,16 @@ async fn start_actors(
         .with_outbox(outbox.clone())
         .start();
     let permits = settings.db_pool_size as usize / 2;
+    let catch_up = CatchUpStore::new(pool.clone(), permits, newest.clone(), users.clone());
+    let sessions = Arc::new(SessionDeps {
+        registry: registry.clone(),
+        receipts: receipts.clone(),
+        keys: keys.clone(),
+        store: catch_up.clone(),
+    });
     Ok(AppState {
-        catch_up: CatchUpStore::new(pool.clone(), permits, newest.clone(), users.clone()),
+        catch_up,
+        sessions,
         connect_limiter: Arc::new(crate::limits::ConnectLimiter::new(
             settings.max_connects_per_ip,
         )),

@@ -43,15 +43,14 @@ pub struct AppState {
     pub fanout: Fanout,
     /// Where facts write their webhook events (nothing without endpoints).
     pub outbox: Outbox,
+    /// What every session needs, built once: each session holds a pointer
+    /// to it rather than its own copy (the token keys alone are a few
+    /// hundred bytes of heap per copy).
+    pub sessions: Arc<SessionDeps>,
 }
 
 impl AppState {
-    pub fn session_deps(&self) -> SessionDeps {
-        SessionDeps {
-            registry: self.registry.clone(),
-            receipts: self.receipts.clone(),
-            keys: self.keys.clone(),
-            store: self.catch_up.clone(),
-        }
+    pub fn session_deps(&self) -> Arc<SessionDeps> {
+        self.sessions.clone()
     }
 }

@@ -20,7 +20,10 @@ export interface Announcement {
   content: string;
   level: Level;
   link: string | null;
+  /** The time it was scheduled for (as the admin API shows it). */
   publish_at: string;
+  /** When the server published it: at or after `publish_at`. */
+  published_at: string;
   expires_at: string | null;
   cursor: number | null;
   /** Each recipient is asked to confirm it ("I have read and understood"). */

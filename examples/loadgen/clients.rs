@@ -1,7 +1,8 @@
 //! The simulated browsers: N WebSocket sessions (or Server-Sent Events
 //! streams) spread over loopback source addresses, each recording which
-//! announcements arrived (exactly once, by id) and how long after
-//! `publish_at`.
+//! announcements arrived (exactly once, by id) and when. Latency is taken
+//! afterwards, per announcement id, from the publish time the request asked
+//! for (see `Stats::asked`), not from anything the server put in the frame.
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -17,16 +18,21 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Per-announcement delivery record.
+/// Per-announcement delivery record: when each copy arrived (µs since the
+/// Unix epoch, this machine's clock, which the servers share).
+#[derive(Default)]
 pub struct Round {
-    pub received: u64,
-    pub latency_us: Histogram<u64>,
-    pub last_at: Instant,
+    pub arrivals_us: Vec<i64>,
 }
 
 #[derive(Default)]
 pub struct Stats {
     pub rounds: Mutex<HashMap<i64, Round>>,
+    /// Announcement id → the publish time its request asked for (µs since
+    /// the epoch): herald's stored `publish_at` from the REST answer (a
+    /// request without one asks for "now", which herald fixes when it
+    /// accepts it), the floor's control-frame send time.
+    pub asked: Mutex<HashMap<i64, i64>>,
     pub duplicates: AtomicU64,
     pub connected: AtomicU64,
     pub failed: AtomicU64,
@@ -34,25 +40,57 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn record(&self, id: i64, latency_us: u64) {
+    fn record(&self, id: i64, arrived_us: i64) {
         if let Ok(mut rounds) = self.rounds.lock() {
-            let round = rounds.entry(id).or_insert_with(|| Round {
-                received: 0,
-                latency_us: Histogram::new_with_bounds(1, 120_000_000, 3)
-                    .expect("histogram bounds"),
-                last_at: Instant::now(),
-            });
-            round.received += 1;
-            round.last_at = Instant::now();
-            let _ = round.latency_us.record(latency_us.max(1));
+            rounds.entry(id).or_default().arrivals_us.push(arrived_us);
         }
     }
 
     pub fn received(&self, id: i64) -> u64 {
         self.rounds
             .lock()
-            .map(|r| r.get(&id).map_or(0, |round| round.received))
+            .map(|r| r.get(&id).map_or(0, |round| round.arrivals_us.len() as u64))
             .unwrap_or(0)
+    }
+
+    /// Deliveries of the given announcements so far (cheap: no latencies).
+    pub fn received_all(&self, ids: &[i64]) -> u64 {
+        self.rounds
+            .lock()
+            .map(|r| {
+                ids.iter()
+                    .filter_map(|id| r.get(id))
+                    .map(|round| round.arrivals_us.len() as u64)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Notes the publish time announcement `id` was asked for.
+    pub fn asked(&self, id: i64, at_us: i64) {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.insert(id, at_us);
+        }
+    }
+
+    /// Latencies of the given announcements' deliveries, from the publish
+    /// time asked for, and how many deliveries there were.
+    pub fn latencies(&self, ids: &[i64]) -> (Histogram<u64>, u64) {
+        let mut all = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
+        let mut received = 0;
+        let asked = self.asked.lock().map(|a| a.clone()).unwrap_or_default();
+        if let Ok(rounds) = self.rounds.lock() {
+            for id in ids {
+                let (Some(r), Some(at)) = (rounds.get(id), asked.get(id)) else {
+                    continue;
+                };
+                for arrived in &r.arrivals_us {
+                    let _ = all.record((arrived - at).max(1) as u64);
+                }
+                received += r.arrivals_us.len() as u64;
+            }
+        }
+        (all, received)
     }
 }
 
@@ -61,17 +99,15 @@ struct Frame<'a> {
     #[serde(rename = "type", borrow)]
     kind: &'a str,
     #[serde(default)]
-    data: Option<Data<'a>>,
+    data: Option<Data>,
 }
 
 #[derive(Deserialize)]
-struct Data<'a> {
+struct Data {
     id: Option<i64>,
-    #[serde(borrow)]
-    publish_at: Option<&'a str>,
 }
 
-fn now_us() -> i64 {
+pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
@@ -227,20 +263,15 @@ async fn run_sse(mut sse: SseStream, stats: Arc<Stats>) {
             let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) else {
                 continue;
             };
-            let Ok(data) = serde_json::from_str::<Data>(data) else {
-                continue;
-            };
-            let (Some(id), Some(at)) = (data.id, data.publish_at) else {
-                continue;
-            };
-            let Ok(published) = chrono::DateTime::parse_from_rfc3339(at) else {
+            let arrived = now_us();
+            let Ok(Data { id: Some(id) }) = serde_json::from_str::<Data>(data) else {
                 continue;
             };
             if !seen.insert(id) {
                 stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            stats.record(id, (now_us() - published.timestamp_micros()).max(0) as u64);
+            stats.record(id, arrived);
         }
         match sse.stream.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
@@ -280,25 +311,21 @@ async fn run(mut ws: Ws, ack: bool, stats: Arc<Stats>) {
     let mut seen: HashSet<i64> = HashSet::new();
     while let Some(Ok(msg)) = ws.next().await {
         let Message::Text(text) = msg else { continue };
+        let arrived = now_us();
         let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
             continue;
         };
         if frame.kind != "announcement" {
             continue;
         }
-        let Some(data) = frame.data else { continue };
-        let (Some(id), Some(at)) = (data.id, data.publish_at) else {
+        let Some(Data { id: Some(id) }) = frame.data else {
             continue;
         };
-        let Ok(published) = chrono::DateTime::parse_from_rfc3339(at) else {
-            continue;
-        };
-        let latency = now_us() - published.timestamp_micros();
         if !seen.insert(id) {
             stats.duplicates.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        stats.record(id, latency.max(0) as u64);
+        stats.record(id, arrived);
         if ack {
             let frame = format!(r#"{{"type":"ack","data":{{"ids":[{id}]}}}}"#);
             if ws.send(Message::text(frame)).await.is_err() {

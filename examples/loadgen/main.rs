@@ -14,7 +14,6 @@ mod storm;
 
 use clap::{Parser, Subcommand};
 use clients::{Plan, Stats};
-use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -334,8 +333,11 @@ impl Target {
         }
     }
 
-    /// Publishes one announcement now (to everyone, or one user); returns its id.
-    async fn publish(&self, seq: i64, user: Option<usize>) -> Option<i64> {
+    /// Publishes one announcement now (to everyone, or one user); returns
+    /// its id and the publish time asked for (µs since the epoch): herald's
+    /// stored `publish_at` (the request asks for "now"), or the moment the
+    /// floor's control frame was sent.
+    async fn publish(&self, seq: i64, user: Option<usize>) -> Option<(i64, i64)> {
         match self {
             Target::Herald { port, http, .. } => {
                 let audience = match user {
@@ -346,7 +348,10 @@ impl Target {
                     .bearer_auth(ADMIN)
                     .json(&serde_json::json!({"title": "load", "content": "load test", "audience": audience}))
                     .send().await.ok()?;
-                res.json::<serde_json::Value>().await.ok()?["id"].as_i64()
+                let created = res.json::<serde_json::Value>().await.ok()?;
+                let asked =
+                    chrono::DateTime::parse_from_rfc3339(created["publish_at"].as_str()?).ok()?;
+                Some((created["id"].as_i64()?, asked.timestamp_micros()))
             }
             Target::Floor { port, control } => {
                 use futures_util::{SinkExt, StreamExt};
@@ -362,6 +367,7 @@ impl Target {
                     Some(u) => serde_json::json!({"id": seq, "user": format!("u{u}")}),
                     None => serde_json::json!({"id": seq}),
                 };
+                let asked = clients::now_us();
                 guard
                     .as_mut()?
                     .send(tokio_tungstenite::tungstenite::Message::text(
@@ -369,7 +375,7 @@ impl Target {
                     ))
                     .await
                     .ok()?;
-                Some(seq)
+                Some((seq, asked))
             }
         }
     }
@@ -408,20 +414,6 @@ async fn wait_for(stats: &Stats, id: i64, expected: u64, limit: Duration) -> boo
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     false
-}
-
-fn merged(stats: &Stats, ids: &[i64]) -> (Histogram<u64>, u64) {
-    let mut all = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
-    let mut received = 0;
-    if let Ok(rounds) = stats.rounds.lock() {
-        for id in ids {
-            if let Some(r) = rounds.get(id) {
-                let _ = all.add(&r.latency_us);
-                received += r.received;
-            }
-        }
-    }
-    (all, received)
 }
 
 fn ms(us: u64) -> Option<f64> {
@@ -481,9 +473,10 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
                 for _ in 0..rounds {
                     seq += 1;
                     let sent = Instant::now();
-                    let Some(id) = target.publish(seq, None).await else {
+                    let Some((id, asked)) = target.publish(seq, None).await else {
                         continue;
                     };
+                    stats.asked(id, asked);
                     let complete = wait_for(&stats, id, online, Duration::from_secs(20)).await;
                     if !complete {
                         eprintln!(
@@ -522,7 +515,7 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                let (h, received) = merged(&stats, &ids);
+                let (h, received) = stats.latencies(&ids);
                 let expected = online * ids.len() as u64;
                 let label = if scenario == "receipts" {
                     "receipts broadcast"
@@ -558,36 +551,39 @@ async fn run_target(target: Target, pid: u32, s: &Settings, scenarios: &[String]
                 let (_, cpu0) = proc_usage(pid);
                 let started = Instant::now();
                 let ids = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+                // At most 64 requests in flight; each leaves at its due time
+                // (a request is a task of its own, started when due: held
+                // back until 64 had piled up, as before, they went out in
+                // bursts of 64 and measured the burst, not the rate).
                 let gate = Arc::new(tokio::sync::Semaphore::new(64));
-                let mut pending = Vec::new();
+                let mut pending = Vec::with_capacity(total as usize);
                 for n in 0..total {
                     let due = started + Duration::from_secs_f64(n as f64 / per_sec as f64);
                     tokio::time::sleep_until(due.into()).await;
                     seq += 1;
                     let user = targeted.then(|| rand::random::<usize>() % s.sessions);
                     let permit = gate.clone().acquire_owned().await.expect("gate");
-                    let (ids, target, this) = (ids.clone(), target.clone(), seq);
-                    pending.push(async move {
-                        let id = target.publish(this, user).await;
+                    let (ids, target, stats, this) =
+                        (ids.clone(), target.clone(), stats.clone(), seq);
+                    pending.push(tokio::spawn(async move {
+                        let published = target.publish(this, user).await;
                         drop(permit);
-                        if let Some(id) = id {
+                        if let Some((id, asked)) = published {
+                            stats.asked(id, asked);
                             ids.lock().await.push(id);
                         }
-                    });
-                    if pending.len() >= 64 {
-                        futures_util::future::join_all(pending.drain(..)).await;
-                    }
+                    }));
                 }
                 futures_util::future::join_all(pending).await;
                 let ids = ids.lock().await.clone();
                 let per = if targeted { 1 } else { online };
                 let expected = per * ids.len() as u64;
                 let deadline = Instant::now() + Duration::from_secs(30);
-                while Instant::now() < deadline && merged(&stats, &ids).1 < expected {
+                while Instant::now() < deadline && stats.received_all(&ids) < expected {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 let (_, cpu1) = proc_usage(pid);
-                let (h, received) = merged(&stats, &ids);
+                let (h, received) = stats.latencies(&ids);
                 let offered = per as f64 * per_sec as f64;
                 rows.push((
                     format!(

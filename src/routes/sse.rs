@@ -103,7 +103,7 @@ async fn stream(
         backlog: backlog.clone(),
         admitted,
     };
-    let deps: SessionDeps = state.session_deps();
+    let deps: Arc<SessionDeps> = state.session_deps();
     SseSession::new(params, deps).start();
     if !answer.await.unwrap_or(false) {
         METRICS

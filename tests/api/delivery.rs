@@ -108,6 +108,32 @@ async fn scheduled_announcement_arrives_at_its_time_not_before() {
         "arrived {} ms late",
         arrived - publish_at
     );
+    // `publish_at` is the time asked for, the same in the frame, the admin
+    // view and the inbox; `published_at` is when herald published it, the
+    // same in all three too, and not before the time asked for.
+    let data = &frame["data"];
+    let asked = herald::domain::rfc3339(publish_at);
+    assert_eq!(data["publish_at"], asked.as_str(), "{data}");
+    let stored = app.announcement(data["id"].as_i64().expect("id")).await;
+    assert_eq!(stored["publish_at"], asked.as_str());
+    assert_eq!(stored["published_at"], data["published_at"], "{stored}");
+    let published = data["published_at"].as_str().expect("published_at");
+    assert!(
+        published >= asked.as_str(),
+        "published {published} before {asked}"
+    );
+    let inbox: serde_json::Value = app
+        .user_get(&app.token("alice"), "/api/me/inbox")
+        .await
+        .json()
+        .await
+        .expect("inbox json");
+    let item = &inbox["items"][0];
+    assert_eq!(
+        (&item["publish_at"], &item["published_at"]),
+        (&data["publish_at"], &data["published_at"]),
+        "{inbox}"
+    );
 }
 
 both_backends!(racing_scheduler_ticks_deliver_exactly_once);

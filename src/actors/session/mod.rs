@@ -145,11 +145,11 @@ pub struct Session {
     oversized: Arc<AtomicBool>,
     link: Arc<SessionLink>,
     closed_with: Option<u16>,
-    deps: SessionDeps,
+    deps: Arc<SessionDeps>,
 }
 
 impl Session {
-    pub fn new(params: SessionParams, deps: SessionDeps) -> Session {
+    pub fn new(params: SessionParams, deps: Arc<SessionDeps>) -> Session {
         let core = SessionCore::new(CoreParams {
             id: next_session_id(),
             user_id: params.user_id.into(),

@@ -67,11 +67,11 @@ pub struct SseSession {
     admitted: Option<oneshot::Sender<bool>>,
     link: Arc<SessionLink>,
     closed_with: Option<u16>,
-    deps: SessionDeps,
+    deps: Arc<SessionDeps>,
 }
 
 impl SseSession {
-    pub fn new(params: SseParams, deps: SessionDeps) -> SseSession {
+    pub fn new(params: SseParams, deps: Arc<SessionDeps>) -> SseSession {
         SseSession {
             core: SessionCore::new(params.core),
             interval: params.interval,
