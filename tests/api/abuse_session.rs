@@ -247,6 +247,10 @@ async fn stalled_replays_hold_a_page_not_the_backlog() {
             &CONTENT.to_string(),
             "--max-body-bytes",
             &(4 * CONTENT).to_string(),
+            // The stalled clients send nothing while the suite runs around
+            // them; a full run under load took past the default 60 s.
+            "--heartbeat-timeout",
+            "600",
         ],
         |command| {
             command.env("MALLOC_ARENA_MAX", "2");
