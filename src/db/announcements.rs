@@ -23,7 +23,7 @@ pub fn insert(
     draft: &AnnouncementDraft,
     now: i64,
 ) -> Result<FullAnnouncement, DbError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let form = AnnouncementInsertForm {
             title: &draft.title,
             content: &draft.content,
@@ -141,7 +141,7 @@ pub fn update_scheduled(
     patch: &AnnouncementPatch,
     now: i64,
 ) -> Result<ChangeOutcome, DbError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let Some(current) = get(conn, id)? else {
             return Ok(ChangeOutcome::NotFound);
         };
@@ -218,7 +218,7 @@ pub fn withdraw(
     now: i64,
     outbox: &Outbox,
 ) -> Result<WithdrawOutcome, DbError> {
-    let outcome = conn.transaction::<_, DbError, _>(|conn| {
+    let outcome = crate::db::write_transaction::<_, DbError, _>(conn, |conn| {
         let cancelled = diesel::update(
             a::table
                 .filter(a::id.eq(id.0))
@@ -306,7 +306,7 @@ pub fn claim(
     now: i64,
     outbox: &Outbox,
 ) -> Result<Option<FullAnnouncement>, DbError> {
-    let claimed = conn.transaction::<_, DbError, _>(|conn| {
+    let claimed = crate::db::write_transaction::<_, DbError, _>(conn, |conn| {
         let won = diesel::update(
             a::table
                 .filter(a::id.eq(id.0))
@@ -354,7 +354,7 @@ pub fn claim(
 /// Adds the users one node had online when it delivered each announcement
 /// (every node adds its own; a user with tabs on two nodes counts twice).
 pub fn add_online(conn: &mut DbConn, counts: &[(AnnouncementId, i64)]) -> Result<(), DbError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         for &(id, online) in counts {
             diesel::update(a::table.find(id.0))
                 .set(

@@ -184,7 +184,7 @@ pub fn set_archived(
     archived: bool,
     now: i64,
 ) -> Result<ArchiveOutcome, DbError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let visible: i64 = a::table
             .filter(a::id.eq(id.0))
             .filter(visible_to(user_id, groups, now))

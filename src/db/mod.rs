@@ -260,6 +260,36 @@ where
     }
 }
 
+/// Runs `f` in a transaction meant to write. SQLite begins it `IMMEDIATE`:
+/// a deferred transaction that reads and then writes fails at once with
+/// "database is locked" when another connection committed in between (its
+/// snapshot is stale, and the busy timeout does not apply to that case), so
+/// an archive racing the receipt writer answered 503. Taking the write lock
+/// first makes it wait its turn under the busy timeout instead. PostgreSQL
+/// keeps its default transaction.
+pub fn write_transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConn as Connection>::TransactionManager;
+    let DbConn::Sqlite(sqlite) = conn else {
+        return conn.transaction(f);
+    };
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => match Manager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+            Err(rollback) => Err(rollback.into()),
+        },
+    }
+}
+
 /// Milliseconds since the Unix epoch, the unit every stored time uses.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -297,6 +327,26 @@ macro_rules! insert_rows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transaction that reads, sees another connection commit, then
+    /// writes: on SQLite a deferred one fails "database is locked" at once;
+    /// a write transaction holds the lock from its start, so it commits and
+    /// the other writer is the one that waits (and here times out).
+    #[test]
+    fn a_write_transaction_survives_a_commit_between_its_read_and_its_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let pool = connect(&url, 2, 200).expect("pool");
+        let (mut first, mut second) = (pool.get().expect("first"), pool.get().expect("second"));
+        let raced = write_transaction(&mut first, |conn| {
+            let before: i64 = schema::announcements::table.count().get_result(conn)?;
+            // the other connection writes between this read and the write
+            let _ = second.batch_execute("INSERT INTO settings (key, value) VALUES ('a', 'b')");
+            conn.batch_execute("INSERT INTO settings (key, value) VALUES ('c', 'd')")?;
+            Ok::<_, diesel::result::Error>(before)
+        });
+        assert_eq!(raced.map_err(|e| e.to_string()), Ok(0));
+    }
 
     #[test]
     fn passwords_are_redacted_from_logged_urls() {

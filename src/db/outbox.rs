@@ -180,7 +180,7 @@ pub fn report_expiry(
     id: AnnouncementId,
     now: i64,
 ) -> Result<bool, DbError> {
-    let reported = conn.transaction(|conn| {
+    let reported = crate::db::write_transaction(conn, |conn| {
         let due: Option<Option<i64>> = wa::table
             .find(id.0)
             .select(wa::expiry_due)

@@ -75,7 +75,7 @@ pub fn record(
         *kind = (*kind).max(e.kind);
     }
 
-    let reported = conn.transaction(|conn| {
+    let reported = crate::db::write_transaction(conn, |conn| {
         let mut reported = 0;
         for (&id, users) in &wanted {
             let changes = if outbox.is_enabled() {

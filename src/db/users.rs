@@ -84,7 +84,7 @@ pub fn touch_many(conn: &mut DbConn, seen: &[Seen], now: i64) -> Result<usize, D
         .copied()
         .chain(regrouped.iter().map(|(u, _)| *u))
         .collect();
-    conn.transaction(|conn| write(conn, &written, &stale, &regrouped, now))?;
+    crate::db::write_transaction(conn, |conn| write(conn, &written, &stale, &regrouped, now))?;
     Ok(written.len())
 }
 

@@ -9,7 +9,6 @@ use crate::db::outbox::{self, Attempt, Claimed, Outbox};
 use crate::db::{self, DbError, DbPool};
 use crate::domain::webhook::next_attempt;
 use crate::metrics::METRICS;
-use diesel::Connection;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -129,7 +128,7 @@ impl Sender {
             .await;
         let attempted = results.len();
         db::run(&self.pool, move |conn| {
-            conn.transaction::<_, DbError, _>(|conn| {
+            crate::db::write_transaction::<_, DbError, _>(conn, |conn| {
                 let now = db::now_ms();
                 for (id, attempt) in &results {
                     outbox::finish(conn, *id, &token, now, attempt)?;
