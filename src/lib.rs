@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod proxy;
 pub mod routes;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod webhooks;

@@ -1,6 +1,6 @@
 //! Wiring: pool and migrations, secrets, the registry, the cluster link (on
 //! PostgreSQL), scheduler and receipt writer (each started once, before the
-//! HTTP server), routes, bind, serve.
+//! HTTP server), bind, serve (src/server).
 
 use crate::actors::catch_up::CatchUpStore;
 use crate::actors::cluster;
@@ -17,11 +17,11 @@ use crate::config::Settings;
 use crate::db::{self, settings as stored, DbPool};
 use crate::identity;
 use crate::protocol::codes::close;
-use crate::routes;
+use crate::server;
 pub use crate::state::AppState;
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::Arc;
@@ -234,7 +234,12 @@ impl Application {
             source,
         })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let server = serve(listener, state.clone(), &settings)?;
+        let server = server::serve(listener, state.clone(), &settings).map_err(|source| {
+            StartError::Bind {
+                addr: settings.bind.clone(),
+                source,
+            }
+        })?;
         Ok(Application {
             port,
             server,
@@ -373,54 +378,4 @@ impl ShutdownSignals {
             }
         }
     }
-}
-
-fn serve(
-    listener: TcpListener,
-    state: web::Data<AppState>,
-    settings: &Settings,
-) -> Result<Server, StartError> {
-    let body_limit = settings.max_body_bytes;
-    let allowed_origins = settings.allowed_origins.clone();
-    // A peer that leaves sent data unacknowledged this long is gone (or
-    // never reads): let the kernel abort the connection so a stalled client
-    // cannot pin a session forever.
-    let user_timeout = Duration::from_secs(settings.heartbeat_timeout.max(1));
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(body_limit)
-                    .error_handler(routes::json_error),
-            )
-            .app_data(web::QueryConfig::default().error_handler(routes::query_error))
-            // Innermost first: streams opt out of compression, then
-            // compression, then the request id, span, log line and metrics
-            // around everything (so they see the final status).
-            .wrap(actix_web::middleware::from_fn(
-                routes::middleware::keep_streams_uncompressed,
-            ))
-            .wrap(actix_web::middleware::Compress::default())
-            .wrap(actix_web::middleware::from_fn(routes::middleware::observe))
-            .configure(|cfg| routes::configure(cfg, &allowed_origins))
-    })
-    .on_connect(move |conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(user_timeout));
-        }
-    })
-    // Announcements are small frames that must leave at once: no Nagle.
-    .tcp_nodelay(true)
-    // Our own signal handler closes sessions first, then stops the server.
-    .disable_signals()
-    .shutdown_timeout(settings.shutdown_grace);
-    if settings.workers > 0 {
-        server = server.workers(settings.workers);
-    }
-    let addr = settings.bind.clone();
-    Ok(server
-        .listen(listener)
-        .map_err(|source| StartError::Bind { addr, source })?
-        .run())
 }
