@@ -277,6 +277,14 @@ where
     let DbConn::Sqlite(sqlite) = conn else {
         return conn.transaction(f);
     };
+    // Inside a transaction already (the write lock question was settled
+    // when it began): a savepoint, as Diesel nests.
+    if AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+        .transaction_depth()?
+        .is_some()
+    {
+        return conn.transaction(f);
+    }
     AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
     match f(conn) {
         Ok(value) => {
