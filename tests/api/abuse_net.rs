@@ -4,6 +4,7 @@
 
 use crate::helpers::*;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -418,6 +419,23 @@ async fn a_second_signal_does_not_cut_the_receipt_flush_short() {
     // A pong means the session has handed both receipts to the writer.
     ws.send_text("ping").await;
     ws.next_of("pong").await;
+
+    // A connection that is midway through its second request keeps the
+    // graceful stop waiting (up to the grace), so the further signals
+    // arrive while herald is still shutting down; closed sessions alone no
+    // longer hold it (an upgraded connection ends with its session).
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = [0u8; 512];
+    let read = slow.read(&mut answer).await.expect("answer");
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"), "served first");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .expect("half a request");
 
     signal(&node, "TERM");
     signal(&node, "TERM");
