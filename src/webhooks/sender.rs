@@ -128,7 +128,7 @@ impl Sender {
             .await;
         let attempted = results.len();
         db::run(&self.pool, move |conn| {
-            crate::db::write_transaction::<_, DbError, _>(conn, |conn| {
+            db::write_transaction::<_, DbError, _>(conn, |conn| {
                 let now = db::now_ms();
                 for (id, attempt) in &results {
                     outbox::finish(conn, *id, &token, now, attempt)?;
