@@ -14,6 +14,7 @@ use crate::actors::session::SessionDeps;
 use crate::actors::users::UserWriter;
 use crate::auth::{random_secret, TokenKeys};
 use crate::config::Settings;
+use crate::db::load_pool::LoadPool;
 use crate::db::{self, settings as stored, DbPool};
 use crate::identity;
 use crate::protocol::codes::close;
@@ -89,30 +90,42 @@ pub enum Schema {
 async fn open_pool(settings: &Settings, schema: Schema) -> Result<DbPool, StartError> {
     let url = settings.database_url.clone();
     let (pool_size, busy) = (settings.db_pool_size, settings.db_busy_timeout_ms);
-    Ok(actix_web::rt::task::spawn_blocking(move || match schema {
+    blocking(move || match schema {
         Schema::Migrate => db::connect(&url, pool_size, busy),
         Schema::AsIs => db::open(&url, pool_size, busy),
     })
     .await
-    .map_err(|e| db::DbError::Blocking(e.to_string()))??)
 }
 
 /// Connections of the background pool: the scheduler, the receipt writer,
 /// the known-user writer and the cluster's node actor each run one job at
 /// a time. Request traffic (handshakes, REST) never takes these, so a
-/// connection storm cannot starve a claim; the storm queues on the main
-/// pool's catch-up permits instead (see `actors::catch_up`).
+/// connection storm cannot starve a claim.
 pub const BACKGROUND_POOL_SIZE: u32 = 4;
 
 /// The background pool, beside the main one (the schema is migrated).
 async fn open_background_pool(settings: &Settings) -> Result<DbPool, StartError> {
     let url = settings.database_url.clone();
     let busy = settings.db_busy_timeout_ms;
-    Ok(
-        actix_web::rt::task::spawn_blocking(move || db::open(&url, BACKGROUND_POOL_SIZE, busy))
-            .await
-            .map_err(|e| db::DbError::Blocking(e.to_string()))??,
-    )
+    blocking(move || db::open(&url, BACKGROUND_POOL_SIZE, busy)).await
+}
+
+/// The handshakes' catch-up connections, half as many as the main pool's,
+/// beside it: a storm of handshakes queues for these (see
+/// `actors::catch_up`) and leaves every connection of the main pool to REST.
+async fn open_load_pool(settings: &Settings) -> Result<LoadPool, StartError> {
+    let url = settings.database_url.clone();
+    let (size, busy) = (settings.db_pool_size / 2, settings.db_busy_timeout_ms);
+    blocking(move || db::load_pool::open(&url, size, busy)).await
+}
+
+/// Builds a pool (which connects) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    build: impl FnOnce() -> Result<T, db::DbError> + Send + 'static,
+) -> Result<T, StartError> {
+    Ok(actix_web::rt::task::spawn_blocking(build)
+        .await
+        .map_err(|e| db::DbError::Blocking(e.to_string()))??)
 }
 
 /// Starts the actors once, before the HTTP server: the registry, the
@@ -168,8 +181,7 @@ async fn start_actors(
     let receipts = ReceiptWriter::new(background, fanout.clone(), flush_every)
         .with_outbox(outbox.clone())
         .start();
-    let permits = settings.db_pool_size as usize / 2;
-    let catch_up = CatchUpStore::new(pool.clone(), permits, newest.clone(), users.clone());
+    let catch_up = CatchUpStore::new(open_load_pool(&settings).await?, newest.clone(), users.clone());
     let sessions = Arc::new(SessionDeps {
         registry: registry.clone(),
         receipts: receipts.clone(),

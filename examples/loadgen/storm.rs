@@ -81,8 +81,15 @@ fn start_herald(plan: &StormPlan, db: &str) -> Herald {
         .args(["--heartbeat-interval", "60", "--heartbeat-timeout", "120"])
         .env("HERALD_ADMIN_TOKEN", super::ADMIN)
         .env("HERALD_JWT_SECRET", super::SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        // STORM_HERALD_LOG=info shows herald's own timeline (the shutdown).
+        .env(
+            "RUST_LOG",
+            std::env::var("STORM_HERALD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(match std::env::var_os("STORM_HERALD_LOG") {
+            Some(_) => Stdio::inherit(),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("start herald");
     Herald(child)

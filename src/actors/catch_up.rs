@@ -1,10 +1,10 @@
 //! Where a session's catch-up loads come from: storage's resume contract
 //! (`db::catch_up`) on the blocking pool, with the frames built there too.
-//! Loads running at once are bounded below the pool size, so a burst of
-//! handshakes never takes every connection REST needs (background work has
-//! a pool of its own, see `startup`). The newest cursor comes from memory,
-//! so an opening with nothing to replay or count touches no connection; the
-//! known-user note goes to the batching writer.
+//! Loads run on connections of their own (`db::load_pool`: lent without a
+//! test query), as many at once as there are, so a burst of handshakes
+//! never takes a connection REST or the background work needs. The newest
+//! cursor comes from memory, so an opening with nothing to replay or count
+//! touches no connection; the known-user note goes to the batching writer.
 //!
 //! A load queues for a bounded time and retries a connection that timed
 //! out; only when that time is up does it fail, and the session closes with
@@ -15,7 +15,8 @@ use super::session::effects::{Load, Opening, ReplayPage};
 use super::users::{Saw, UserWriter};
 use crate::db::catch_up::{self, PageLimits, ReplayRows};
 use crate::db::users::Seen;
-use crate::db::{self, DbError, DbPool};
+use crate::db::load_pool::{self, LoadPool};
+use crate::db::{self, DbError};
 use crate::domain::Cursor;
 use crate::protocol::{self, AnnouncementView};
 use actix::prelude::*;
@@ -51,20 +52,17 @@ pub struct Reader {
 
 #[derive(Clone)]
 pub struct CatchUpStore {
-    pool: DbPool,
+    pool: LoadPool,
     permits: Arc<Semaphore>,
     newest: NewestCursor,
     users: Addr<UserWriter>,
 }
 
 impl CatchUpStore {
-    /// Loads hold at most `permits` of the pool's connections at once.
-    pub fn new(
-        pool: DbPool,
-        permits: usize,
-        newest: NewestCursor,
-        users: Addr<UserWriter>,
-    ) -> CatchUpStore {
+    /// Loads run at most one per connection of `pool` at once; the others
+    /// wait their turn here, not on a blocking thread.
+    pub fn new(pool: LoadPool, newest: NewestCursor, users: Addr<UserWriter>) -> CatchUpStore {
+        let permits = pool.max_size() as usize;
         CatchUpStore {
             pool,
             permits: Arc::new(Semaphore::new(permits.max(1))),
@@ -131,7 +129,7 @@ impl Job {
 /// Waits for a permit, then a connection, until `QUEUE_FOR` is up; a pool
 /// timeout or a lost connection is retried after a short jittered pause.
 async fn with_retries(
-    pool: &DbPool,
+    pool: &LoadPool,
     permits: &Arc<Semaphore>,
     job: Job,
     reader: Reader,
@@ -145,7 +143,7 @@ async fn with_retries(
             .map_err(|_| DbError::Busy("catch-up queue"))?
             .map_err(|e| DbError::Blocking(e.to_string()))?;
         let r = reader.clone();
-        let result = db::run(pool, move |conn| run(conn, job, &r)).await;
+        let result = load_pool::run(pool, move |conn| run(conn, job, &r)).await;
         drop(permit);
         match result {
             Err(e) if transient(&e) && Instant::now() < deadline => {
@@ -162,10 +160,7 @@ async fn with_retries(
 fn transient(e: &DbError) -> bool {
     match e {
         DbError::Pool(_) | DbError::Busy(_) | DbError::Connect(_) => true,
-        DbError::Query(diesel::result::Error::DatabaseError(kind, _)) => {
-            matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection)
-        }
-        _ => false,
+        e => load_pool::connection_lost(e),
     }
 }
 

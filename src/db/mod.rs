@@ -10,6 +10,7 @@ pub mod catch_up;
 pub mod deliveries;
 pub mod events;
 pub mod inbox;
+pub mod load_pool;
 mod models;
 pub mod outbox;
 pub mod receipts;
@@ -192,21 +193,25 @@ pub fn connect(url: &str, max_size: u32, busy_timeout_ms: u64) -> Result<DbPool,
 
 /// Builds the pool for `url`, leaving the schema as it is.
 pub fn open(url: &str, max_size: u32, busy_timeout_ms: u64) -> Result<DbPool, DbError> {
-    let backend = Backend::of(url);
-    let target = match backend {
-        Backend::Postgres => url.to_string(),
-        Backend::Sqlite => {
-            create_private(sqlite_path(url))?;
-            sqlite_path(url).to_string()
-        }
-    };
-    let manager = ConnectionManager::<DbConn>::new(target);
+    let manager = ConnectionManager::<DbConn>::new(connection_target(url)?);
     let pool = Pool::builder()
         .max_size(max_size)
         .connection_timeout(Duration::from_secs(5))
         .connection_customizer(Box::new(SqlitePragmas { busy_timeout_ms }))
         .build(manager)?;
     Ok(pool)
+}
+
+/// What a connection manager opens for `url`: the URL itself for
+/// PostgreSQL, the file path for SQLite (created private when missing).
+fn connection_target(url: &str) -> Result<String, DbError> {
+    Ok(match Backend::of(url) {
+        Backend::Postgres => url.to_string(),
+        Backend::Sqlite => {
+            create_private(sqlite_path(url))?;
+            sqlite_path(url).to_string()
+        }
+    })
 }
 
 /// Key of the PostgreSQL advisory lock held while migrating.
