@@ -123,6 +123,11 @@ async fn forged_and_mismatched_provider_tokens_are_refused() {
     expired["exp"] = json!(now() - 120);
     let mut early = claims("alice");
     early["nbf"] = json!(now() + 120);
+    // --jwt-issuer and --jwt-audience are set: a token must carry them.
+    let mut no_iss = claims("alice");
+    no_iss.as_object_mut().map(|c| c.remove("iss"));
+    let mut no_aud = claims("alice");
+    no_aud.as_object_mut().map(|c| c.remove("aud"));
     let cases = [
         ("alg none", none),
         ("HS256 with the public key as secret", confused),
@@ -138,6 +143,8 @@ async fn forged_and_mismatched_provider_tokens_are_refused() {
         ("wrong aud", sign(Algorithm::RS256, None, &wrong_aud)),
         ("expired", sign(Algorithm::RS256, None, &expired)),
         ("nbf in the future", sign(Algorithm::RS256, None, &early)),
+        ("no iss", sign(Algorithm::RS256, None, &no_iss)),
+        ("no aud", sign(Algorithm::RS256, None, &no_aud)),
     ];
     for (what, token) in cases {
         assert_eq!(me_status(&app, &token).await, 401, "{what}");
