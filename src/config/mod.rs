@@ -270,28 +270,38 @@ pub struct Settings {
 
     /// PEM public key (RSA, EC P-256/P-384 or Ed25519) of the app's identity
     /// provider: its tokens are accepted beside herald's own.
-    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY")]
+    #[arg(long, global = true, env = "HERALD_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<String>,
 
     /// JWKS URL of the app's identity provider (fetched at start, cached,
     /// refetched for an unknown `kid` at most every 30 s, and every 10 min).
-    #[arg(long, env = "HERALD_JWKS_URL")]
+    #[arg(long, global = true, env = "HERALD_JWKS_URL")]
     pub jwks_url: Option<String>,
 
     /// The `iss` the identity provider's tokens must carry.
-    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    #[arg(long, global = true, env = "HERALD_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
     /// An `aud` the identity provider's tokens must carry.
-    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
+    #[arg(long, global = true, env = "HERALD_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
     /// The claim (dot path) holding the user id in the provider's tokens.
-    #[arg(long, env = "HERALD_JWT_USER_CLAIM", default_value = "sub")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_JWT_USER_CLAIM",
+        default_value = "sub"
+    )]
     pub jwt_user_claim: String,
 
     /// The claim (dot path) holding the groups: an array, or one string.
-    #[arg(long, env = "HERALD_JWT_GROUPS_CLAIM", default_value = "groups")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_JWT_GROUPS_CLAIM",
+        default_value = "groups"
+    )]
     pub jwt_groups_claim: String,
 
     /// Default lifetime of tokens minted by `POST /api/tokens`, in seconds.

@@ -66,3 +66,32 @@ fn token_subcommand_parses_groups() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn identity_flags_go_after_the_subcommand_like_every_other_flag() {
+    let cli = Cli::try_parse_from([
+        "herald",
+        "serve",
+        "--jwks-url",
+        "https://idp.example/jwks",
+        "--jwt-public-key",
+        "/etc/herald/idp.pem",
+        "--jwt-issuer",
+        "https://idp.example",
+        "--jwt-audience",
+        "herald",
+        "--jwt-user-claim",
+        "preferred_username",
+        "--jwt-groups-claim",
+        "realm_access.roles",
+    ])
+    .expect("identity flags after `serve`");
+    assert!(matches!(cli.command, Some(Command::Serve { .. })));
+    let s = cli.settings;
+    assert_eq!(s.jwks_url.as_deref(), Some("https://idp.example/jwks"));
+    assert_eq!(s.jwt_public_key.as_deref(), Some("/etc/herald/idp.pem"));
+    assert_eq!(s.jwt_issuer.as_deref(), Some("https://idp.example"));
+    assert_eq!(s.jwt_audience.as_deref(), Some("herald"));
+    assert_eq!(s.jwt_user_claim, "preferred_username");
+    assert_eq!(s.jwt_groups_claim, "realm_access.roles");
+}
