@@ -14,6 +14,7 @@ mod cors;
 mod delivery;
 mod hardening;
 mod identity;
+mod idp;
 mod memory;
 mod migrations;
 mod openapi;
