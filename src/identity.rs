@@ -218,6 +218,15 @@ impl Jwks {
         }
     }
 
+    /// Makes the last fetch look `by` older: the tests use it instead of
+    /// waiting out the 30 s between refetches for an unknown kid.
+    #[doc(hidden)]
+    pub fn age_last_fetch(&self, by: Duration) {
+        if let Ok(mut at) = self.fetched_at.lock() {
+            *at = at.and_then(|t| t.checked_sub(by));
+        }
+    }
+
     /// Replaces the keys with the document's. A failure keeps the last good
     /// keys; the caller logs and counts it.
     pub fn install(&self, body: &str) -> Result<usize, KeyError> {

@@ -14,6 +14,7 @@ mod cors;
 mod delivery;
 mod hardening;
 mod identity;
+mod identity_keys;
 mod idp;
 mod memory;
 mod migrations;

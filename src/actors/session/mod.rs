@@ -211,7 +211,24 @@ impl Session {
             Effect::Dequeued(bytes) => {
                 self.link.queued.fetch_sub(bytes, Ordering::AcqRel);
             }
+            Effect::Verify(token) => self.verify(ctx, token),
         }
+    }
+
+    /// Checks a `refresh` frame's token on the handshake's path; the
+    /// verdict goes back to the core.
+    fn verify(&mut self, ctx: &mut ws::WebsocketContext<Self>, token: String) {
+        let deps = self.deps.clone();
+        let user_id = self.core.user_id().clone();
+        let work = async move {
+            deps.keys.ensure_key(&token).await;
+            deps.keys.verify_for(&token, &user_id)
+        };
+        ctx.spawn(
+            work.into_actor(self).map(move |verdict, act, ctx| {
+                act.step(ctx, |core, out| core.refreshed(verdict, out))
+            }),
+        );
     }
 
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
@@ -305,7 +322,7 @@ impl Session {
             Item::Last(b) => Fragment::Last(b.to_vec()),
         };
         let mut out = Effects::new();
-        self.core.on_fragment(fragment, &self.deps.keys, &mut out);
+        self.core.on_fragment(fragment, &mut out);
         self.apply_all(ctx, out);
     }
 }
@@ -345,7 +362,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
         match msg {
             Ok(ws::Message::Text(text)) => {
                 let mut out = Effects::new();
-                self.core.on_text(&text, &self.deps.keys, &mut out);
+                self.core.on_text(&text, &mut out);
                 self.apply_all(ctx, out);
             }
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),

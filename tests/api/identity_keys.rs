@@ -1,0 +1,58 @@
+//! The identity provider's keys over time: a JWKS rotation (on the REST API,
+//! the handshake and a `refresh` frame), a JWKS without usable keys, EC keys
+//! bound to their curve, and the 30 s of clock skew.
+
+use crate::helpers::*;
+use crate::idp::*;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+use std::time::Duration;
+
+/// The app's view of the provider's JWKS.
+fn jwks_of(app: &TestApp) -> &herald::identity::Jwks {
+    app.state
+        .keys
+        .identity()
+        .and_then(|i| i.jwks())
+        .expect("a JWKS is configured")
+}
+
+/// Instead of waiting 30 s: the last fetch is made 30 s older, so that an
+/// unknown kid may refetch again (as the periodic refetch is called directly
+/// in `jwks_keys_by_kid_refetched_for_an_unknown_kid_at_most_every_30_s`).
+fn thirty_seconds_pass(app: &TestApp) {
+    jwks_of(app).age_last_fetch(Duration::from_secs(30));
+}
+
+both_backends!(a_refresh_frame_with_a_freshly_rotated_kid_is_accepted);
+/// The `refresh` frame goes through the handshake's path: an unknown kid
+/// refetches the JWKS before the token is checked.
+async fn a_refresh_frame_with_a_freshly_rotated_kid_is_accepted() {
+    let jwks = jwks_server().await;
+    jwks.answer(200, self::jwks(&[(Kind::Rsa, "key-a")]));
+    let url = jwks.url.clone();
+    let app = spawn_app_with(move |s| s.jwks_url = Some(url)).await;
+    let mut no_groups = claims("alice");
+    no_groups["groups"] = json!([]);
+    let a = key(Kind::Rsa).sign(Algorithm::RS256, Some("key-a"), &no_groups);
+    let (mut ws, _) = Ws::open(&app.ws_url("/ws?id=alice"), &["herald.v1", &a])
+        .await
+        .expect("open");
+    assert_eq!(ws.next_json().await["type"], "welcome");
+
+    jwks.answer(200, self::jwks(&[(Kind::RsaNext, "key-b")]));
+    thirty_seconds_pass(&app);
+    let b = key(Kind::RsaNext).sign(Algorithm::RS256, Some("key-b"), &claims("alice"));
+    ws.send_json(json!({"type": "refresh", "data": {"token": b}}))
+        .await;
+    ws.assert_no("error", Duration::from_millis(1500)).await;
+    assert_eq!(jwks.hits(), 2, "refetched for the refresh frame's kid");
+    // The refreshed token's groups apply.
+    let created = app
+        .announce(json!({"title": "staff only", "content": "c", "audience": {"groups": ["staff"]}}))
+        .await;
+    assert_eq!(
+        ws.next_of("announcement").await["data"]["id"],
+        created["id"]
+    );
+}
