@@ -3,6 +3,7 @@
 //! bound to their curve, and the 30 s of clock skew.
 
 use crate::helpers::*;
+use crate::identity::{me_status, ws_welcomed};
 use crate::idp::*;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
@@ -55,4 +56,54 @@ async fn a_refresh_frame_with_a_freshly_rotated_kid_is_accepted() {
         ws.next_of("announcement").await["data"]["id"],
         created["id"]
     );
+}
+
+both_backends!(a_rotated_jwks_is_fetched_once_for_the_new_kid_and_the_old_key_is_refused);
+async fn a_rotated_jwks_is_fetched_once_for_the_new_kid_and_the_old_key_is_refused() {
+    let jwks = jwks_server().await;
+    jwks.answer(200, self::jwks(&[(Kind::Rsa, "key-a")]));
+    let url = jwks.url.clone();
+    let app = spawn_app_with(move |s| s.jwks_url = Some(url)).await;
+    let a = key(Kind::Rsa).sign(Algorithm::RS256, Some("key-a"), &claims("alice"));
+    let b = key(Kind::RsaNext).sign(Algorithm::RS256, Some("key-b"), &claims("alice"));
+    assert_eq!(me_status(&app, &a).await, 200);
+    eprintln!(
+        "rotation: JWKS fetches at start, kid A served: {}",
+        jwks.hits()
+    );
+    assert_eq!(jwks.hits(), 1);
+
+    // The provider rotates to kid B (a new key); herald has not looked yet.
+    jwks.answer(200, self::jwks(&[(Kind::RsaNext, "key-b")]));
+    assert_eq!(me_status(&app, &a).await, 200, "A is still cached");
+    eprintln!(
+        "rotation: JWKS fetches after the swap to kid B, before any B token: {}",
+        jwks.hits()
+    );
+    assert_eq!(jwks.hits(), 1);
+
+    // A token under B: unknown kid, one refetch, accepted — here and on
+    // the WebSocket handshake.
+    thirty_seconds_pass(&app);
+    assert_eq!(me_status(&app, &b).await, 200, "B after one refetch");
+    eprintln!(
+        "rotation: JWKS fetches after the first token under kid B: {}",
+        jwks.hits()
+    );
+    assert_eq!(jwks.hits(), 2);
+    assert!(ws_welcomed(&app, "alice", &b).await);
+
+    // A is gone from the fetched set: refused, without another fetch
+    // within 30 s.
+    assert_eq!(
+        me_status(&app, &a).await,
+        401,
+        "A after the swap was fetched"
+    );
+    assert!(!ws_welcomed(&app, "alice", &a).await);
+    eprintln!(
+        "rotation: JWKS fetches after tokens under kid A were refused: {}",
+        jwks.hits()
+    );
+    assert_eq!(jwks.hits(), 2);
 }
