@@ -227,8 +227,9 @@ impl Jwks {
         }
     }
 
-    /// Replaces the keys with the document's. A failure keeps the last good
-    /// keys; the caller logs and counts it.
+    /// Replaces the keys with the document's. A failure, or a document
+    /// without a usable key, keeps the last good keys; the caller logs and
+    /// counts it.
     pub fn install(&self, body: &str) -> Result<usize, KeyError> {
         let set: JwkSet = serde_json::from_str(body).map_err(|e| KeyError::Jwks {
             url: self.url.clone(),
@@ -252,6 +253,14 @@ impl Jwks {
             }
         }
         let count = keys.len();
+        if count == 0 {
+            // A provider answering with an empty or unusable set is broken
+            // for the moment: dropping the keys would lock every user out.
+            return Err(KeyError::Jwks {
+                url: self.url.clone(),
+                reason: "no usable keys (RSA, EC P-256/P-384 or Ed25519 with a kid)".into(),
+            });
+        }
         if let Ok(mut held) = self.keys.write() {
             *held = keys;
         }

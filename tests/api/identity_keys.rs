@@ -107,3 +107,44 @@ async fn a_rotated_jwks_is_fetched_once_for_the_new_kid_and_the_old_key_is_refus
     );
     assert_eq!(jwks.hits(), 2);
 }
+
+both_backends!(a_jwks_without_usable_keys_keeps_the_last_good_ones);
+async fn a_jwks_without_usable_keys_keeps_the_last_good_ones() {
+    let jwks = jwks_server().await;
+    let url = jwks.url.clone();
+    let app = spawn_app_with(move |s| s.jwks_url = Some(url)).await;
+    let rsa = sign(Algorithm::RS256, Some("rsa-1"), &claims("alice"));
+    assert_eq!(me_status(&app, &rsa).await, 200);
+    let unusable = [
+        json!({"keys": []}),
+        // Only a symmetric key, which herald never takes from a JWKS.
+        json!({"keys": [{"kty": "oct", "kid": "hs", "k": "c2VjcmV0"}]}),
+    ];
+    let before = jwks_errors_counted(&app).await;
+    for body in unusable {
+        jwks.answer(200, body.to_string());
+        let fetched = herald::identity::refresh(jwks_of(&app)).await;
+        assert_eq!(me_status(&app, &rsa).await, 200, "{body}: keys kept");
+        assert!(fetched.is_err(), "{body}: {fetched:?}");
+    }
+    let after = jwks_errors_counted(&app).await;
+    // The counter is the process's: other tests may add to it meanwhile.
+    assert!(after >= before + 2.0, "errors counted: {before} -> {after}");
+}
+
+/// `herald_jwks_fetches_total{result="error"}` now.
+async fn jwks_errors_counted(app: &TestApp) -> f64 {
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"herald_jwks_fetches_total{result="error"} "#))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
