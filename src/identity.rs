@@ -2,11 +2,12 @@
 //! asymmetric JWTs checked with a PEM public key or the provider's JWKS.
 //!
 //! The algorithm follows the key, never the token: an RSA key accepts
-//! RS256/384/512 and PS256/384/512, an EC key ES256/ES384, an Ed25519 key
-//! EdDSA. A symmetric JWK is ignored (HS256 is only ever checked with
-//! herald's own secret, in `auth.rs`), so a token "signed" with the public
-//! key as an HMAC secret finds no key that accepts it. Issuer and audience
-//! are checked when configured, `nbf` is honoured, and 30 s of clock skew
+//! RS256/384/512 and PS256/384/512, an EC key the one of its curve (ES256
+//! for P-256, ES384 for P-384), an Ed25519 key EdDSA. A symmetric JWK is
+//! ignored (HS256 is only ever checked with herald's own secret, in
+//! `auth.rs`), so a token "signed" with the public key as an HMAC secret
+//! finds no key that accepts it. Issuer and audience are required and
+//! checked when configured, `nbf` is honoured, and 30 s of clock skew
 //! between the provider and herald is allowed. The user id and the groups
 //! are read from configurable claims (dot paths reach nested ones).
 
@@ -166,9 +167,13 @@ pub fn pem_key(path: &str) -> Result<Key, KeyError> {
         });
     }
     if let Ok(decoding) = DecodingKey::from_ec_pem(&pem) {
+        let algorithm = ec_pem_algorithm(&pem).ok_or_else(|| KeyError::Pem {
+            path: path.into(),
+            reason: "an EC key on a curve other than P-256 or P-384".into(),
+        })?;
         return Ok(Key {
             decoding,
-            algorithms: vec![ES256, ES384],
+            algorithms: vec![algorithm],
         });
     }
     if let Ok(decoding) = DecodingKey::from_ed_pem(&pem) {
@@ -181,6 +186,30 @@ pub fn pem_key(path: &str) -> Result<Key, KeyError> {
         path: path.into(),
         reason: "not an RSA, EC or Ed25519 public key in PEM".into(),
     })
+}
+
+/// The algorithm of an EC public key in PEM, from the curve named in it:
+/// ES256 for P-256, ES384 for P-384.
+fn ec_pem_algorithm(pem: &[u8]) -> Option<Algorithm> {
+    use base64::Engine;
+    // The named-curve object identifiers, DER encoded.
+    const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+    let text = std::str::from_utf8(pem).ok()?;
+    let body: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let names = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
+    match (names(P256), names(P384)) {
+        (true, false) => Some(Algorithm::ES256),
+        (false, true) => Some(Algorithm::ES384),
+        _ => None,
+    }
 }
 
 impl Jwks {

@@ -3,10 +3,11 @@
 //! bound to their curve, and the 30 s of clock skew.
 
 use crate::helpers::*;
-use crate::identity::{me_status, ws_welcomed};
+use crate::identity::{me_status, with_public_key, ws_welcomed};
 use crate::idp::*;
+use base64::Engine;
 use jsonwebtoken::Algorithm;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// The app's view of the provider's JWKS.
@@ -147,4 +148,40 @@ async fn jwks_errors_counted(app: &TestApp) -> f64 {
         .lines()
         .find_map(|l| l.strip_prefix(r#"herald_jwks_fetches_total{result="error"} "#))
         .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+/// `token` with its header's `alg` replaced (the signature left as it is).
+fn relabelled(token: &str, alg: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (header, rest) = token.split_once('.').expect("a JWT");
+    let mut header: Value =
+        serde_json::from_slice(&b64.decode(header).expect("base64")).expect("json");
+    header["alg"] = json!(alg);
+    format!("{}.{rest}", b64.encode(header.to_string()))
+}
+
+async fn me_error(app: &TestApp, token: &str) -> (u16, String) {
+    let response = app.user_get(token, "/api/me/unread-count").await;
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+both_backends!(ec_pem_keys_take_only_their_curves_algorithm);
+async fn ec_pem_keys_take_only_their_curves_algorithm() {
+    let p256 = with_public_key(Kind::Ec256).await;
+    let es256 = sign(Algorithm::ES256, None, &claims("alice"));
+    assert_eq!(me_status(&p256, &es256).await, 200);
+    assert!(ws_welcomed(&p256, "alice", &es256).await);
+    let (status, body) = me_error(&p256, &relabelled(&es256, "ES384")).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("ES384 does not match the key"), "{body}");
+    let es384 = sign(Algorithm::ES384, None, &claims("alice"));
+    assert_eq!(me_status(&p256, &es384).await, 401, "another key");
+
+    let p384 = with_public_key(Kind::Ec384).await;
+    assert_eq!(me_status(&p384, &es384).await, 200);
+    assert!(ws_welcomed(&p384, "alice", &es384).await);
+    let (status, body) = me_error(&p384, &relabelled(&es384, "ES256")).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("ES256 does not match the key"), "{body}");
 }
