@@ -185,3 +185,23 @@ async fn ec_pem_keys_take_only_their_curves_algorithm() {
     assert_eq!(status, 401);
     assert!(body.contains("ES256 does not match the key"), "{body}");
 }
+
+both_backends!(provider_tokens_get_30_s_of_clock_skew_and_no_more);
+async fn provider_tokens_get_30_s_of_clock_skew_and_no_more() {
+    let app = with_public_key(Kind::Rsa).await;
+    let with = |claim: &str, at: u64| {
+        let mut c = claims("alice");
+        c[claim] = json!(at);
+        sign(Algorithm::RS256, None, &c)
+    };
+    let now = now();
+    let cases = [
+        ("exp 10 s ago", with("exp", now - 10), 200),
+        ("exp 40 s ago", with("exp", now - 40), 401),
+        ("nbf 10 s ahead", with("nbf", now + 10), 200),
+        ("nbf 40 s ahead", with("nbf", now + 40), 401),
+    ];
+    for (what, token, status) in cases {
+        assert_eq!(me_status(&app, &token).await, status, "{what}");
+    }
+}
