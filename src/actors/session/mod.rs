@@ -5,7 +5,10 @@
 
 pub mod core;
 pub mod effects;
+mod rejected;
 pub mod sse;
+
+pub use rejected::Rejected;
 
 use self::core::SessionCore;
 use self::effects::{CoreParams, Effect, Effects, Fragment, Load};
@@ -17,7 +20,6 @@ use crate::auth::TokenKeys;
 use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::domain::{AnnouncementId, Cursor};
 use crate::metrics::METRICS;
-use crate::protocol;
 use crate::protocol::codes::close;
 use actix::prelude::*;
 use actix_http::ws::Item;
@@ -387,30 +389,4 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             }
         }
     }
-}
-
-/// A socket whose handshake carried no valid token: it gets one `error`
-/// frame and a close code the client can tell from a network failure.
-pub struct Rejected {
-    pub code: u16,
-    pub error_code: &'static str,
-    pub message: String,
-}
-
-impl Actor for Rejected {
-    type Context = ws::WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        METRICS.frames_out.inc();
-        ctx.text(protocol::error(self.error_code, &self.message));
-        ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::from(self.code),
-            description: Some(self.error_code.to_string()),
-        }));
-        ctx.stop();
-    }
-}
-
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Rejected {
-    fn handle(&mut self, _: Result<ws::Message, ws::ProtocolError>, _: &mut Self::Context) {}
 }
