@@ -2,31 +2,27 @@
 //! asymmetric JWTs checked with a PEM public key or the provider's JWKS.
 //!
 //! The algorithm follows the key, never the token: an RSA key accepts
-//! RS256/384/512 and PS256/384/512, an EC key ES256/ES384, an Ed25519 key
-//! EdDSA. A symmetric JWK is ignored (HS256 is only ever checked with
-//! herald's own secret, in `auth.rs`), so a token "signed" with the public
-//! key as an HMAC secret finds no key that accepts it. Issuer and audience
-//! are checked when configured, `nbf` is honoured, and 30 s of clock skew
+//! RS256/384/512 and PS256/384/512, an EC key the one of its curve (ES256
+//! for P-256, ES384 for P-384), an Ed25519 key EdDSA. A symmetric JWK is
+//! ignored (HS256 is only ever checked with herald's own secret, in
+//! `auth.rs`), so a token "signed" with the public key as an HMAC secret
+//! finds no key that accepts it. Issuer and audience are required and
+//! checked when configured, `nbf` is honoured, and 30 s of clock skew
 //! between the provider and herald is allowed. The user id and the groups
 //! are read from configurable claims (dot paths reach nested ones).
 
+mod jwks;
+
+pub use jwks::{refresh, Jwks, REFETCH_EVERY, REFETCH_UNKNOWN_KID};
+
 use crate::claims::{Claims, TokenError};
 use crate::config::Settings;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Header, Validation};
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 /// Clock skew allowed between the identity provider and herald.
 const LEEWAY_SECS: u64 = 30;
-/// How long one JWKS fetch may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// An unknown `kid` refetches the JWKS at most this often.
-pub const REFETCH_UNKNOWN_KID: Duration = Duration::from_secs(30);
-/// The JWKS is refetched this often in any case.
-pub const REFETCH_EVERY: Duration = Duration::from_secs(600);
 
 /// A verification key and the algorithms its type allows.
 #[derive(Clone)]
@@ -50,13 +46,6 @@ pub struct IdentityKeys {
     pem: Option<Key>,
     jwks: Option<Jwks>,
     rules: ClaimRules,
-}
-
-/// A JWKS document, fetched and cached, refetched when asked.
-pub struct Jwks {
-    url: String,
-    keys: RwLock<HashMap<String, Key>>,
-    fetched_at: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,14 +88,21 @@ impl IdentityKeys {
         validation.algorithms = key.algorithms.clone();
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // jsonwebtoken checks `iss` and `aud` only when the token has them:
+        // a configured one must also be present.
+        let mut required = vec!["exp"];
         match &self.rules.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &self.rules.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         let data =
             decode::<Value>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -159,9 +155,13 @@ pub fn pem_key(path: &str) -> Result<Key, KeyError> {
         });
     }
     if let Ok(decoding) = DecodingKey::from_ec_pem(&pem) {
+        let algorithm = ec_pem_algorithm(&pem).ok_or_else(|| KeyError::Pem {
+            path: path.into(),
+            reason: "an EC key on a curve other than P-256 or P-384".into(),
+        })?;
         return Ok(Key {
             decoding,
-            algorithms: vec![ES256, ES384],
+            algorithms: vec![algorithm],
         });
     }
     if let Ok(decoding) = DecodingKey::from_ed_pem(&pem) {
@@ -176,73 +176,27 @@ pub fn pem_key(path: &str) -> Result<Key, KeyError> {
     })
 }
 
-impl Jwks {
-    pub fn new(url: &str) -> Jwks {
-        Jwks {
-            url: url.to_string(),
-            keys: RwLock::new(HashMap::new()),
-            fetched_at: Mutex::new(None),
-        }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    fn get(&self, kid: &str) -> Option<Key> {
-        self.keys.read().ok()?.get(kid).cloned()
-    }
-
-    pub fn knows(&self, kid: &str) -> bool {
-        self.get(kid).is_some()
-    }
-
-    /// True (and noted) when a refetch for an unknown kid may go now.
-    pub fn may_refetch(&self) -> bool {
-        let Ok(mut at) = self.fetched_at.lock() else {
-            return false;
-        };
-        match *at {
-            Some(t) if t.elapsed() < REFETCH_UNKNOWN_KID => false,
-            _ => {
-                *at = Some(Instant::now());
-                true
-            }
-        }
-    }
-
-    /// Replaces the keys with the document's. A failure keeps the last good
-    /// keys; the caller logs and counts it.
-    pub fn install(&self, body: &str) -> Result<usize, KeyError> {
-        let set: JwkSet = serde_json::from_str(body).map_err(|e| KeyError::Jwks {
-            url: self.url.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let (Some(kid), Some(algorithms)) =
-                (&jwk.common.key_id, algorithms_for(&jwk.algorithm))
-            else {
-                continue;
-            };
-            if let Ok(decoding) = DecodingKey::from_jwk(jwk) {
-                keys.insert(
-                    kid.clone(),
-                    Key {
-                        decoding,
-                        algorithms,
-                    },
-                );
-            }
-        }
-        let count = keys.len();
-        if let Ok(mut held) = self.keys.write() {
-            *held = keys;
-        }
-        if let Ok(mut at) = self.fetched_at.lock() {
-            *at = Some(Instant::now());
-        }
-        Ok(count)
+/// The algorithm of an EC public key in PEM, from the curve named in it:
+/// ES256 for P-256, ES384 for P-384.
+fn ec_pem_algorithm(pem: &[u8]) -> Option<Algorithm> {
+    use base64::Engine;
+    // The named-curve object identifiers, DER encoded.
+    const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+    let text = std::str::from_utf8(pem).ok()?;
+    let body: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let names = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
+    match (names(P256), names(P384)) {
+        (true, false) => Some(Algorithm::ES256),
+        (false, true) => Some(Algorithm::ES384),
+        _ => None,
     }
 }
 
@@ -285,58 +239,6 @@ pub async fn from_settings(settings: &Settings) -> Result<Option<Arc<IdentityKey
         });
     }
     Ok(Some(identity))
-}
-
-/// Fetches the JWKS and installs its keys; a failure keeps the last good
-/// keys, and is logged and counted.
-pub async fn refresh(jwks: &Jwks) -> Result<usize, KeyError> {
-    let fetched = fetch(jwks.url()).await.and_then(|body| jwks.install(&body));
-    let result = if fetched.is_ok() { "ok" } else { "error" };
-    crate::metrics::METRICS
-        .jwks_fetches
-        .with_label_values(&[result])
-        .inc();
-    match &fetched {
-        Ok(keys) => tracing::info!(url = %jwks.url(), keys, "identity provider keys fetched"),
-        Err(e) => {
-            tracing::warn!(error = %e, "identity provider keys could not be fetched; keeping the last good ones")
-        }
-    }
-    fetched
-}
-
-async fn fetch(url: &str) -> Result<String, KeyError> {
-    let failed = |reason: String| KeyError::Jwks {
-        url: url.to_string(),
-        reason,
-    };
-    let response = reqwest::Client::builder()
-        .timeout(FETCH_TIMEOUT)
-        .build()
-        .map_err(|e| failed(e.to_string()))?
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    if !response.status().is_success() {
-        return Err(failed(format!("HTTP {}", response.status())));
-    }
-    response.text().await.map_err(|e| failed(e.to_string()))
-}
-
-/// The algorithms a JWK's key type allows; none for symmetric keys.
-fn algorithms_for(params: &AlgorithmParameters) -> Option<Vec<Algorithm>> {
-    use Algorithm::*;
-    match params {
-        AlgorithmParameters::RSA(_) => Some(vec![RS256, RS384, RS512, PS256, PS384, PS512]),
-        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-            EllipticCurve::P256 => Some(vec![ES256]),
-            EllipticCurve::P384 => Some(vec![ES384]),
-            _ => None,
-        },
-        AlgorithmParameters::OctetKeyPair(_) => Some(vec![EdDSA]),
-        AlgorithmParameters::OctetKey(_) => None,
-    }
 }
 
 #[cfg(test)]

@@ -270,28 +270,38 @@ pub struct Settings {
 
     /// PEM public key (RSA, EC P-256/P-384 or Ed25519) of the app's identity
     /// provider: its tokens are accepted beside herald's own.
-    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY")]
+    #[arg(long, global = true, env = "HERALD_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<String>,
 
     /// JWKS URL of the app's identity provider (fetched at start, cached,
     /// refetched for an unknown `kid` at most every 30 s, and every 10 min).
-    #[arg(long, env = "HERALD_JWKS_URL")]
+    #[arg(long, global = true, env = "HERALD_JWKS_URL")]
     pub jwks_url: Option<String>,
 
     /// The `iss` the identity provider's tokens must carry.
-    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    #[arg(long, global = true, env = "HERALD_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
     /// An `aud` the identity provider's tokens must carry.
-    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
+    #[arg(long, global = true, env = "HERALD_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
     /// The claim (dot path) holding the user id in the provider's tokens.
-    #[arg(long, env = "HERALD_JWT_USER_CLAIM", default_value = "sub")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_JWT_USER_CLAIM",
+        default_value = "sub"
+    )]
     pub jwt_user_claim: String,
 
     /// The claim (dot path) holding the groups: an array, or one string.
-    #[arg(long, env = "HERALD_JWT_GROUPS_CLAIM", default_value = "groups")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_JWT_GROUPS_CLAIM",
+        default_value = "groups"
+    )]
     pub jwt_groups_claim: String,
 
     /// Default lifetime of tokens minted by `POST /api/tokens`, in seconds.
@@ -431,73 +441,4 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_match_the_design() {
-        let s = Settings::defaults();
-        assert_eq!(s.bind, "127.0.0.1:8080");
-        assert_eq!(s.database_url, "sqlite://herald.db");
-        assert_eq!(s.max_frame_bytes, 65_536);
-        assert_eq!(s.max_sessions_per_user, 16);
-        assert!(s.trusted_proxies.is_empty());
-        assert!(s.validate().is_ok());
-    }
-
-    #[test]
-    fn heartbeat_request_is_clamped() {
-        let s = Settings::defaults();
-        assert_eq!(s.heartbeat_for(Some(1)), Duration::from_secs(5));
-        assert_eq!(s.heartbeat_for(Some(1_000)), Duration::from_secs(120));
-        assert_eq!(s.heartbeat_for(None), Duration::from_secs(25));
-        assert_eq!(
-            s.timeout_for(Duration::from_secs(120)),
-            Duration::from_secs(240)
-        );
-    }
-
-    #[test]
-    fn trusted_proxies_are_a_list_of_blocks() {
-        let cli = Cli::parse_from(["herald", "--trusted-proxies", "10.0.0.0/8, ::1"]);
-        let nets: Vec<String> = cli
-            .settings
-            .trusted_proxies
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(nets, ["10.0.0.0/8", "::1/128"]);
-        assert!(Cli::try_parse_from(["herald", "--trusted-proxies", "nonsense"]).is_err());
-    }
-
-    #[test]
-    fn webhook_urls_are_a_comma_separated_list() {
-        let cli = Cli::parse_from([
-            "herald",
-            "--webhook-url",
-            "http://a.example/h,http://b.example/h",
-            "--webhook-secret",
-            "whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMzI=",
-        ]);
-        assert_eq!(cli.settings.webhook_urls.len(), 2);
-        assert!(cli.settings.validate().is_ok());
-        assert_eq!(cli.settings.webhook_retry_base_ms, 1_000);
-    }
-
-    #[test]
-    fn token_subcommand_parses_groups() {
-        let cli = Cli::parse_from(["herald", "token", "alice", "--groups", "a,b", "--ttl", "60"]);
-        match cli.command {
-            Some(Command::Token {
-                user_id,
-                groups,
-                ttl,
-            }) => {
-                assert_eq!(user_id, "alice");
-                assert_eq!(groups, vec!["a", "b"]);
-                assert_eq!(ttl, 60);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
+mod tests;

@@ -49,3 +49,40 @@ fn every_public_method_of_the_client_is_declared() {
         assert!(declared, "herald.d.ts does not declare `{method}`");
     }
 }
+
+#[test]
+fn package_json_exports_point_at_files_that_exist() {
+    let text = read("package.json");
+    let package: Value = serde_json::from_str(&text).expect("package.json is JSON");
+    let root = &package["exports"]["."];
+    let files = package["files"].as_array().expect("files");
+    for condition in ["import", "types"] {
+        let target = root[condition]
+            .as_str()
+            .unwrap_or_else(|| panic!("exports[\".\"].{condition} is missing"));
+        let file = target
+            .strip_prefix("./")
+            .unwrap_or_else(|| panic!("{condition}: {target} must start with ./"));
+        let path = format!("{}/static/{file}", env!("CARGO_MANIFEST_DIR"));
+        assert!(
+            std::path::Path::new(&path).is_file(),
+            "{condition}: {target} does not exist"
+        );
+        assert!(
+            files.iter().any(|f| f == file),
+            "{condition}: {file} is not in files"
+        );
+    }
+    assert_eq!(
+        root["import"],
+        format!("./{}", package["main"].as_str().unwrap_or(""))
+    );
+    assert_eq!(
+        root["types"],
+        format!("./{}", package["types"].as_str().unwrap_or(""))
+    );
+    // Conditions match in order: TypeScript needs `types` before `import`.
+    let exports = text.split("\"exports\"").nth(1).expect("exports");
+    let at = |key: &str| exports.find(&format!("\"{key}\"")).expect(key);
+    assert!(at("types") < at("import"), "`types` must come first");
+}

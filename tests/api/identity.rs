@@ -3,47 +3,12 @@
 //! path — on the WebSocket, the event stream and `/api/me/*` alike.
 
 use crate::helpers::*;
+use crate::idp::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-const ISSUER: &str = "https://idp.example";
-const AUDIENCE: &str = "herald";
-
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/idp/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(name)).expect("fixture")
-}
-
-fn now() -> u64 {
-    herald::auth::now_secs()
-}
-
-/// Claims a provider would issue for `user`, valid for ten minutes.
-fn claims(user: &str) -> Value {
-    json!({"sub": user, "iss": ISSUER, "aud": [AUDIENCE, "other"], "exp": now() + 600,
-           "iat": now(), "groups": ["staff"]})
-}
-
-fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
-    let key = match alg {
-        Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(&read("rsa.pem")),
-        Algorithm::ES256 => EncodingKey::from_ec_pem(&read("ec256.pem")),
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(&read("ed25519.pem")),
-        _ => panic!("no test key for {alg:?}"),
-    }
-    .expect("key");
-    let mut header = Header::new(alg);
-    header.kid = kid.map(str::to_string);
-    encode(&header, claims, &key).expect("sign")
-}
-
-async fn with_public_key(pem: &str) -> TestApp {
-    let path = fixture(pem);
+pub async fn with_public_key(kind: Kind) -> TestApp {
+    let path = key(kind).public_path();
     spawn_app_with(move |s| {
         s.jwt_public_key = Some(path);
         s.jwt_issuer = Some(ISSUER.into());
@@ -52,14 +17,14 @@ async fn with_public_key(pem: &str) -> TestApp {
     .await
 }
 
-async fn me_status(app: &TestApp, token: &str) -> u16 {
+pub async fn me_status(app: &TestApp, token: &str) -> u16 {
     app.user_get(token, "/api/me/unread-count")
         .await
         .status()
         .as_u16()
 }
 
-async fn ws_welcomed(app: &TestApp, user: &str, token: &str) -> bool {
+pub async fn ws_welcomed(app: &TestApp, user: &str, token: &str) -> bool {
     let url = app.ws_url(&format!("/ws?id={user}"));
     let Ok((mut ws, _)) = Ws::open(&url, &["herald.v1", token]).await else {
         return false;
@@ -69,7 +34,7 @@ async fn ws_welcomed(app: &TestApp, user: &str, token: &str) -> bool {
 
 both_backends!(provider_tokens_work_everywhere_beside_heralds_own);
 async fn provider_tokens_work_everywhere_beside_heralds_own() {
-    let app = with_public_key("rsa.pub.pem").await;
+    let app = with_public_key(Kind::Rsa).await;
     let token = sign(Algorithm::RS256, None, &claims("alice"));
     assert_eq!(me_status(&app, &token).await, 200);
     assert!(ws_welcomed(&app, "alice", &token).await);
@@ -101,7 +66,7 @@ async fn provider_tokens_work_everywhere_beside_heralds_own() {
 both_backends!(forged_and_mismatched_provider_tokens_are_refused);
 async fn forged_and_mismatched_provider_tokens_are_refused() {
     use base64::Engine;
-    let app = with_public_key("rsa.pub.pem").await;
+    let app = with_public_key(Kind::Rsa).await;
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let none = format!(
         "{}.{}.",
@@ -112,7 +77,7 @@ async fn forged_and_mismatched_provider_tokens_are_refused() {
     let confused = encode(
         &Header::new(Algorithm::HS256),
         &claims("alice"),
-        &EncodingKey::from_secret(&read("rsa.pub.pem")),
+        &EncodingKey::from_secret(&key(Kind::Rsa).public_pem_bytes()),
     )
     .expect("sign");
     let mut wrong_iss = claims("alice");
@@ -123,6 +88,11 @@ async fn forged_and_mismatched_provider_tokens_are_refused() {
     expired["exp"] = json!(now() - 120);
     let mut early = claims("alice");
     early["nbf"] = json!(now() + 120);
+    // --jwt-issuer and --jwt-audience are set: a token must carry them.
+    let mut no_iss = claims("alice");
+    no_iss.as_object_mut().map(|c| c.remove("iss"));
+    let mut no_aud = claims("alice");
+    no_aud.as_object_mut().map(|c| c.remove("aud"));
     let cases = [
         ("alg none", none),
         ("HS256 with the public key as secret", confused),
@@ -138,6 +108,8 @@ async fn forged_and_mismatched_provider_tokens_are_refused() {
         ("wrong aud", sign(Algorithm::RS256, None, &wrong_aud)),
         ("expired", sign(Algorithm::RS256, None, &expired)),
         ("nbf in the future", sign(Algorithm::RS256, None, &early)),
+        ("no iss", sign(Algorithm::RS256, None, &no_iss)),
+        ("no aud", sign(Algorithm::RS256, None, &no_aud)),
     ];
     for (what, token) in cases {
         assert_eq!(me_status(&app, &token).await, 401, "{what}");
@@ -147,7 +119,7 @@ async fn forged_and_mismatched_provider_tokens_are_refused() {
 
 both_backends!(claims_by_dot_path_name_the_user_and_groups);
 async fn claims_by_dot_path_name_the_user_and_groups() {
-    let path = fixture("ed25519.pub.pem");
+    let path = key(Kind::Ed25519).public_path();
     let app = spawn_app_with(move |s| {
         s.jwt_public_key = Some(path);
         s.jwt_user_claim = "preferred_username".into();
@@ -173,58 +145,12 @@ async fn claims_by_dot_path_name_the_user_and_groups() {
     );
 }
 
-/// A JWKS endpoint the test controls: what it answers, and how often it
-/// was asked.
-struct JwksServer {
-    url: String,
-    body: Arc<Mutex<(u16, String)>>,
-    hits: Arc<AtomicUsize>,
-}
-
-async fn jwks_server() -> JwksServer {
-    use actix_web::{web, App, HttpResponse, HttpServer};
-    let body = Arc::new(Mutex::new((
-        200,
-        String::from_utf8(read("jwks.json")).expect("utf-8"),
-    )));
-    let hits = Arc::new(AtomicUsize::new(0));
-    let (b, h) = (body.clone(), hits.clone());
-    let server = HttpServer::new(move || {
-        let (b, h) = (b.clone(), h.clone());
-        App::new().route(
-            "/jwks",
-            web::get().to(move || {
-                let (b, h) = (b.clone(), h.clone());
-                async move {
-                    h.fetch_add(1, Ordering::SeqCst);
-                    let (status, text) = b.lock().expect("lock").clone();
-                    HttpResponse::build(
-                        actix_web::http::StatusCode::from_u16(status).expect("status"),
-                    )
-                    .content_type("application/json")
-                    .body(text)
-                }
-            }),
-        )
-    })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .expect("bind");
-    let port = server.addrs()[0].port();
-    actix_web::rt::spawn(server.run());
-    JwksServer {
-        url: format!("http://127.0.0.1:{port}/jwks"),
-        body,
-        hits,
-    }
-}
-
 both_backends!(jwks_keys_by_kid_refetched_for_an_unknown_kid_at_most_every_30_s);
 async fn jwks_keys_by_kid_refetched_for_an_unknown_kid_at_most_every_30_s() {
     let jwks = jwks_server().await;
     let url = jwks.url.clone();
     let app = spawn_app_with(move |s| s.jwks_url = Some(url)).await;
-    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1, "fetched at start");
+    assert_eq!(jwks.hits(), 1, "fetched at start");
     let rsa = sign(Algorithm::RS256, Some("rsa-1"), &claims("alice"));
     let ec = sign(Algorithm::ES256, Some("ec-1"), &claims("alice"));
     assert_eq!(me_status(&app, &rsa).await, 200);
@@ -232,24 +158,16 @@ async fn jwks_keys_by_kid_refetched_for_an_unknown_kid_at_most_every_30_s() {
     // RS256 under the EC key's id: the key's type decides.
     let swapped = sign(Algorithm::RS256, Some("ec-1"), &claims("alice"));
     assert_eq!(me_status(&app, &swapped).await, 401);
-    assert_eq!(
-        jwks.hits.load(Ordering::SeqCst),
-        1,
-        "known kids need no fetch"
-    );
+    assert_eq!(jwks.hits(), 1, "known kids need no fetch");
 
     // Unknown kids: refused; the JWKS is refetched at most every 30 s.
     let unknown = sign(Algorithm::RS256, Some("rotated-2"), &claims("alice"));
     assert_eq!(me_status(&app, &unknown).await, 401);
     assert!(!ws_welcomed(&app, "alice", &unknown).await);
-    assert_eq!(
-        jwks.hits.load(Ordering::SeqCst),
-        1,
-        "within 30 s of the last fetch"
-    );
+    assert_eq!(jwks.hits(), 1, "within 30 s of the last fetch");
 
     // A failed fetch keeps the last good keys, and is counted.
-    *jwks.body.lock().expect("lock") = (500, "down".into());
+    jwks.answer(500, "down".into());
     if let Some(keys) = app.state.keys.identity().and_then(|i| i.jwks()) {
         let _ = herald::identity::refresh(keys).await;
     }
@@ -272,15 +190,15 @@ async fn jwks_keys_by_kid_refetched_for_an_unknown_kid_at_most_every_30_s() {
 both_backends!(a_provider_that_is_down_at_start_is_asked_again_for_an_unknown_kid);
 async fn a_provider_that_is_down_at_start_is_asked_again_for_an_unknown_kid() {
     let jwks = jwks_server().await;
-    *jwks.body.lock().expect("lock") = (503, "starting".into());
+    jwks.answer(503, "starting".into());
     let url = jwks.url.clone();
     let app = spawn_app_with(move |s| s.jwks_url = Some(url)).await;
-    *jwks.body.lock().expect("lock") = (200, String::from_utf8(read("jwks.json")).expect("utf-8"));
+    jwks.answer(200, standard_jwks());
     let rsa = sign(Algorithm::RS256, Some("rsa-1"), &claims("alice"));
     assert_eq!(
         me_status(&app, &rsa).await,
         200,
         "refetched for the unknown kid"
     );
-    assert_eq!(jwks.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(jwks.hits(), 2);
 }

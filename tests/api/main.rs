@@ -14,6 +14,8 @@ mod cors;
 mod delivery;
 mod hardening;
 mod identity;
+mod identity_keys;
+mod idp;
 mod memory;
 mod migrations;
 mod openapi;

@@ -8,6 +8,7 @@
 
 mod confirm;
 mod harness;
+mod inbox;
 mod pages;
 mod reconnect;
 mod seeds;

@@ -13,7 +13,7 @@
 pub use super::effects::{CoreParams, Effect, Effects, Fragment, Load, Opening, ReplayPage};
 use crate::actors::catch_up::Loaded;
 use crate::actors::messages::{Prepared, Push, SessionId};
-use crate::auth::{now_secs, Claims, TokenKeys};
+use crate::auth::{now_secs, Claims, TokenError};
 use crate::db::receipts::ReceiptKind;
 use crate::db::DbError;
 use crate::domain::{AnnouncementId, Cursor};
@@ -280,12 +280,12 @@ impl SessionCore {
     }
 
     /// A text message from the client.
-    pub fn on_text(&mut self, text: &str, keys: &TokenKeys, out: &mut Effects) {
+    pub fn on_text(&mut self, text: &str, out: &mut Effects) {
         if !self.limiter.allow() {
             return self.strike(error::RATE_LIMITED, "slow down: too many frames", out);
         }
         match protocol::parse_client_text(text) {
-            Ok(frame) => self.on_frame(frame, keys, out),
+            Ok(frame) => self.on_frame(frame, out),
             Err(e) => self.strike(e.code, &e.msg, out),
         }
     }
@@ -301,7 +301,7 @@ impl SessionCore {
 
     /// Reassembles a fragmented message within the frame limit, then treats
     /// it as one message.
-    pub fn on_fragment(&mut self, fragment: Fragment, keys: &TokenKeys, out: &mut Effects) {
+    pub fn on_fragment(&mut self, fragment: Fragment, out: &mut Effects) {
         let (bytes, last) = match fragment {
             Fragment::First { text, bytes } => {
                 self.fragments = Some(Fragments {
@@ -329,14 +329,14 @@ impl SessionCore {
         }
         match self.fragments.take() {
             Some(Fragments { text: true, data }) => match String::from_utf8(data) {
-                Ok(text) => self.on_text(&text, keys, out),
+                Ok(text) => self.on_text(&text, out),
                 Err(_) => self.strike(error::BAD_FRAME, "text frames must be UTF-8", out),
             },
             _ => self.on_binary(out),
         }
     }
 
-    fn on_frame(&mut self, frame: ClientFrame, keys: &TokenKeys, out: &mut Effects) {
+    fn on_frame(&mut self, frame: ClientFrame, out: &mut Effects) {
         match frame {
             ClientFrame::Heartbeat => out.push(Effect::Send(
                 protocol::pong(crate::db::now_ms(), self.legacy).into(),
@@ -345,16 +345,28 @@ impl SessionCore {
             ClientFrame::Read(ids) => self.record(ids, ReceiptKind::Read, out),
             ClientFrame::Confirm(ids) => self.record(ids, ReceiptKind::Confirmed, out),
             ClientFrame::Sync(since) => self.sync(since, out),
-            ClientFrame::Refresh(token) => match keys.verify_for(&token, &self.user_id) {
-                Ok(claims) => self.refresh(claims, out),
-                Err(e) => out.push(error_frame(error::BAD_TOKEN, &e.to_string())),
-            },
+            // Checked by the transport, like the handshake's token (it may
+            // have to fetch a rotated key first); the verdict comes back to
+            // `refreshed`.
+            ClientFrame::Refresh(token) => out.push(Effect::Verify(token)),
         }
     }
 
     fn record(&self, ids: Vec<AnnouncementId>, kind: ReceiptKind, out: &mut Effects) {
         if !ids.is_empty() {
             out.push(Effect::Record(ids, kind));
+        }
+    }
+
+    /// The verdict on a `refresh` frame's token, checked for this user.
+    pub fn refreshed(&mut self, verdict: Result<Claims, TokenError>, out: &mut Effects) {
+        match verdict {
+            Ok(claims) if *claims.sub == *self.user_id => self.refresh(claims, out),
+            Ok(_) => out.push(error_frame(
+                error::BAD_TOKEN,
+                &TokenError::WrongUser.to_string(),
+            )),
+            Err(e) => out.push(error_frame(error::BAD_TOKEN, &e.to_string())),
         }
     }
 

@@ -27,6 +27,9 @@ pub enum Effect {
     Load(Load),
     /// These bytes of routed frames left the session's queue.
     Dequeued(usize),
+    /// Check this `refresh` token the way the handshake checks one
+    /// (fetching a rotated key first when needed), then call `refreshed`.
+    Verify(String),
 }
 
 /// A load the catch-up needs.

@@ -5,7 +5,10 @@
 
 pub mod core;
 pub mod effects;
+mod rejected;
 pub mod sse;
+
+pub use rejected::Rejected;
 
 use self::core::SessionCore;
 use self::effects::{CoreParams, Effect, Effects, Fragment, Load};
@@ -17,7 +20,6 @@ use crate::auth::TokenKeys;
 use crate::db::receipts::{ReceiptEvent, ReceiptKind};
 use crate::domain::{AnnouncementId, Cursor};
 use crate::metrics::METRICS;
-use crate::protocol;
 use crate::protocol::codes::close;
 use actix::prelude::*;
 use actix_http::ws::Item;
@@ -211,7 +213,24 @@ impl Session {
             Effect::Dequeued(bytes) => {
                 self.link.queued.fetch_sub(bytes, Ordering::AcqRel);
             }
+            Effect::Verify(token) => self.verify(ctx, token),
         }
+    }
+
+    /// Checks a `refresh` frame's token on the handshake's path; the
+    /// verdict goes back to the core.
+    fn verify(&mut self, ctx: &mut ws::WebsocketContext<Self>, token: String) {
+        let deps = self.deps.clone();
+        let user_id = self.core.user_id().clone();
+        let work = async move {
+            deps.keys.ensure_key(&token).await;
+            deps.keys.verify_for(&token, &user_id)
+        };
+        ctx.spawn(
+            work.into_actor(self).map(move |verdict, act, ctx| {
+                act.step(ctx, |core, out| core.refreshed(verdict, out))
+            }),
+        );
     }
 
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
@@ -305,7 +324,7 @@ impl Session {
             Item::Last(b) => Fragment::Last(b.to_vec()),
         };
         let mut out = Effects::new();
-        self.core.on_fragment(fragment, &self.deps.keys, &mut out);
+        self.core.on_fragment(fragment, &mut out);
         self.apply_all(ctx, out);
     }
 }
@@ -345,7 +364,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
         match msg {
             Ok(ws::Message::Text(text)) => {
                 let mut out = Effects::new();
-                self.core.on_text(&text, &self.deps.keys, &mut out);
+                self.core.on_text(&text, &mut out);
                 self.apply_all(ctx, out);
             }
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
@@ -370,30 +389,4 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             }
         }
     }
-}
-
-/// A socket whose handshake carried no valid token: it gets one `error`
-/// frame and a close code the client can tell from a network failure.
-pub struct Rejected {
-    pub code: u16,
-    pub error_code: &'static str,
-    pub message: String,
-}
-
-impl Actor for Rejected {
-    type Context = ws::WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        METRICS.frames_out.inc();
-        ctx.text(protocol::error(self.error_code, &self.message));
-        ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::from(self.code),
-            description: Some(self.error_code.to_string()),
-        }));
-        ctx.stop();
-    }
-}
-
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Rejected {
-    fn handle(&mut self, _: Result<ws::Message, ws::ProtocolError>, _: &mut Self::Context) {}
 }

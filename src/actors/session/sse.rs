@@ -107,6 +107,8 @@ impl SseSession {
             Effect::Dequeued(bytes) => {
                 self.link.queued.fetch_sub(bytes, Ordering::AcqRel);
             }
+            // An event stream carries no client frames, so no `refresh`.
+            Effect::Verify(_) => {}
         }
     }
 

@@ -3,9 +3,11 @@
 //! Chromium per test, and tabs that await page conditions with timeouts.
 
 mod browser;
+mod origin;
 mod server;
 
 pub use browser::{js_str, Browser, Tab};
+pub use origin::AppOrigin;
 pub use server::Herald;
 
 use std::time::Duration;

@@ -14,22 +14,31 @@ pub struct Herald {
     pub port: u16,
     database_url: String,
     log: Arc<Mutex<Vec<String>>>,
+    /// Flags beyond the harness's own, kept for restarts.
+    extra: Vec<String>,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 impl Herald {
     pub fn start() -> Herald {
+        Herald::start_with(&[])
+    }
+
+    /// Starts with these flags besides the harness's own.
+    pub fn start_with(extra: &[&str]) -> Herald {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = format!("sqlite://{}", dir.path().join("herald.db").display());
         let log = Arc::new(Mutex::new(Vec::new()));
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let (child, port) =
-            spawn_herald("127.0.0.1:0", &database_url, &log).expect("herald starts");
+            spawn_herald("127.0.0.1:0", &database_url, &extra, &log).expect("herald starts");
         Herald {
             child: Some(child),
             port,
             database_url,
             log,
+            extra,
             http: reqwest::Client::new(),
             _dir: dir,
         }
@@ -74,7 +83,7 @@ impl Herald {
         let bind = format!("127.0.0.1:{}", self.port);
         let deadline = Instant::now() + WAIT;
         loop {
-            match spawn_herald(&bind, &self.database_url, &self.log) {
+            match spawn_herald(&bind, &self.database_url, &self.extra, &self.log) {
                 Ok((child, port)) => {
                     assert_eq!(port, self.port, "restarted on the same port");
                     self.child = Some(child);
@@ -142,12 +151,14 @@ impl Drop for Herald {
 fn spawn_herald(
     bind: &str,
     database_url: &str,
+    extra: &[String],
     log: &Arc<Mutex<Vec<String>>>,
 ) -> Result<(Child, u16), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["--bind", bind, "--database-url", database_url])
         .args(["--poll-interval-ms", "200", "--receipt-flush-ms", "20"])
         .args(["--workers", "1"])
+        .args(extra)
         .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("HERALD_JWT_SECRET", JWT_SECRET)
         .env("RUST_LOG", "info,herald=debug")

@@ -1,6 +1,7 @@
 //! The session core on its own: no socket, no database, no actor system.
 
 use super::*;
+use crate::auth::TokenKeys;
 use serde_json::Value;
 
 const SECRET: &str = "core-test-secret-0123";
@@ -237,8 +238,8 @@ fn a_sync_during_the_catch_up_runs_after_it_from_the_lowest_cursor() {
     let mut core = core();
     let mut out = Effects::new();
     core.registered(&mut out);
-    core.on_text(r#"{"type":"sync","data":{"since":5}}"#, &keys(), &mut out);
-    core.on_text(r#"{"type":"sync","data":{"since":3}}"#, &keys(), &mut out);
+    core.on_text(r#"{"type":"sync","data":{"since":5}}"#, &mut out);
+    core.on_text(r#"{"type":"sync","data":{"since":3}}"#, &mut out);
     out.clear();
     core.opened(Some(Cursor(0)), Opening::default(), 0, &mut out);
     assert_eq!(
@@ -250,6 +251,19 @@ fn a_sync_during_the_catch_up_runs_after_it_from_the_lowest_cursor() {
     );
 }
 
+/// A `refresh` frame as the transport sees it: the core asks for the token
+/// to be checked, the transport checks it (here without a JWKS) and hands
+/// the verdict back.
+fn refresh_with(core: &mut SessionCore, token: &str, out: &mut Effects) {
+    let mut asked = Effects::new();
+    core.on_text(
+        &format!(r#"{{"type":"refresh","data":{{"token":"{token}"}}}}"#),
+        &mut asked,
+    );
+    assert_eq!(asked[..], [Effect::Verify(token.to_string())]);
+    core.refreshed(keys().verify_for(token, core.user_id()), out);
+}
+
 #[test]
 fn refresh_replaces_the_groups_and_tells_the_registry() {
     let mut core = core_with(false, &["a", "b"]);
@@ -258,18 +272,10 @@ fn refresh_replaces_the_groups_and_tells_the_registry() {
         .mint("alice", &["a".into(), "b".into()], 60)
         .expect("mint")
         .0;
-    core.on_text(
-        &format!(r#"{{"type":"refresh","data":{{"token":"{same}"}}}}"#),
-        &keys(),
-        &mut out,
-    );
+    refresh_with(&mut core, &same, &mut out);
     assert!(out.is_empty(), "same groups: nothing to tell");
     let narrower = keys().mint("alice", &["a".into()], 60).expect("mint").0;
-    core.on_text(
-        &format!(r#"{{"type":"refresh","data":{{"token":"{narrower}"}}}}"#),
-        &keys(),
-        &mut out,
-    );
+    refresh_with(&mut core, &narrower, &mut out);
     assert_eq!(out[..], [Effect::Regroup(vec!["a".to_string()].into())]);
     assert_eq!(&**core.groups(), ["a".to_string()]);
 }
@@ -279,11 +285,13 @@ fn refresh_with_another_users_token_is_refused() {
     let mut core = live_at(0);
     let mut out = Effects::new();
     let bob = keys().mint("bob", &[], 60).expect("mint").0;
-    core.on_text(
-        &format!(r#"{{"type":"refresh","data":{{"token":"{bob}"}}}}"#),
-        &keys(),
-        &mut out,
-    );
+    refresh_with(&mut core, &bob, &mut out);
+    assert_eq!(sent(&out)[0]["data"]["code"], "bad_token");
+    // Claims for someone else are refused even when a transport passes
+    // them on as valid.
+    let mut out = Effects::new();
+    let claims = keys().verify(&bob).expect("valid for bob");
+    core.refreshed(Ok(claims), &mut out);
     assert_eq!(sent(&out)[0]["data"]["code"], "bad_token");
 }
 
@@ -292,11 +300,11 @@ fn ten_bad_frames_get_errors_the_eleventh_closes_4008() {
     let mut core = live_at(0);
     let mut out = Effects::new();
     for _ in 0..MAX_STRIKES {
-        core.on_text("{not json", &keys(), &mut out);
+        core.on_text("{not json", &mut out);
     }
     assert_eq!(kinds(&out), vec!["error"; MAX_STRIKES as usize]);
     assert!(closes(&out).is_empty());
-    core.on_text("{not json", &keys(), &mut out);
+    core.on_text("{not json", &mut out);
     assert_eq!(closes(&out), [close::BAD_INPUT]);
 }
 
@@ -305,7 +313,7 @@ fn a_burst_past_twice_the_rate_is_rate_limited() {
     let mut core = live_at(0);
     let mut out = Effects::new();
     for _ in 0..41 {
-        core.on_text("ping", &keys(), &mut out);
+        core.on_text("ping", &mut out);
     }
     let frames = sent(&out);
     assert_eq!(frames.iter().filter(|f| f["type"] == "pong").count(), 40);
@@ -320,16 +328,16 @@ fn fragments_are_reassembled_within_the_limit() {
         text: true,
         bytes: br#"{"type":"#.to_vec(),
     };
-    core.on_fragment(first, &keys(), &mut out);
-    core.on_fragment(Fragment::Last(br#""ping"}"#.to_vec()), &keys(), &mut out);
+    core.on_fragment(first, &mut out);
+    core.on_fragment(Fragment::Last(br#""ping"}"#.to_vec()), &mut out);
     assert_eq!(kinds(&out), ["pong"]);
     out.clear();
     let big = Fragment::First {
         text: true,
         bytes: vec![b' '; 600],
     };
-    core.on_fragment(big, &keys(), &mut out);
-    core.on_fragment(Fragment::Continue(vec![b' '; 600]), &keys(), &mut out);
+    core.on_fragment(big, &mut out);
+    core.on_fragment(Fragment::Continue(vec![b' '; 600]), &mut out);
     assert_eq!(closes(&out), [close::TOO_BIG]);
 }
 
