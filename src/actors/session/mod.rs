@@ -147,6 +147,9 @@ pub struct Session {
     oversized: Arc<AtomicBool>,
     link: Arc<SessionLink>,
     closed_with: Option<u16>,
+    /// `refresh` frames sent for checking; only the newest one's verdict
+    /// counts (a check that waited for a key fetch must not undo a newer one).
+    refreshes: u64,
     deps: Arc<SessionDeps>,
 }
 
@@ -171,6 +174,7 @@ impl Session {
             oversized: params.oversized,
             link: Arc::default(),
             closed_with: None,
+            refreshes: 0,
             deps,
         }
     }
@@ -218,8 +222,10 @@ impl Session {
     }
 
     /// Checks a `refresh` frame's token on the handshake's path; the
-    /// verdict goes back to the core.
+    /// verdict goes back to the core unless a newer refresh came meanwhile.
     fn verify(&mut self, ctx: &mut ws::WebsocketContext<Self>, token: String) {
+        self.refreshes += 1;
+        let this = self.refreshes;
         let deps = self.deps.clone();
         let user_id = self.core.user_id().clone();
         let work = async move {
@@ -228,7 +234,9 @@ impl Session {
         };
         ctx.spawn(
             work.into_actor(self).map(move |verdict, act, ctx| {
-                act.step(ctx, |core, out| core.refreshed(verdict, out))
+                if act.refreshes == this {
+                    act.step(ctx, |core, out| core.refreshed(verdict, out));
+                }
             }),
         );
     }
