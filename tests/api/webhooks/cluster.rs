@@ -1,20 +1,31 @@
 //! Two herald nodes on one PostgreSQL database, both sending: each event
-//! reaches the receiver once, and in order per announcement.
+//! reaches the receiver once, and in order per announcement, even when the
+//! receiver is slow.
 
 use super::receiver::{assert_signed, Receiver, SECRET};
 use super::{sequence_of, HOOK_WAIT};
 use crate::helpers::{postgres_url, test_settings, TestDb, ADMIN_TOKEN};
+use diesel::prelude::*;
+use herald::db::outbox::{self, Outbox};
+use herald::db::schema::webhook_outbox as o;
+use herald::domain::webhook::OutboundEvent;
+use herald::domain::AnnouncementId;
 use herald::startup::Application;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// A node of the cluster, running in this test's system; its address.
 async fn node(db: &TestDb, receiver: &Receiver) -> (String, Stop) {
+    node_with_timeout(db, receiver, 10_000).await
+}
+
+async fn node_with_timeout(db: &TestDb, receiver: &Receiver, timeout_ms: u64) -> (String, Stop) {
     let mut settings = test_settings(db);
     settings.webhook_urls = vec![receiver.url.clone()];
     settings.webhook_secret = Some(SECRET.into());
     settings.webhook_retry_base_ms = 20;
+    settings.webhook_timeout_ms = timeout_ms;
     let app = Application::build(settings).await.expect("node starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let stop = Stop(app.handle(), app.state.clone());
@@ -114,5 +125,91 @@ async fn two_nodes_on_one_postgres_send_each_event_once() {
             assert_eq!(order, ["announcement.published"]);
         }
     }
+    drop((stop_a, stop_b));
+}
+
+/// Writes one `retracted` event for each of `count` announcements, to the
+/// receiver, before any node runs.
+fn fill(db: &TestDb, receiver: &Receiver, count: i64) {
+    let pool = herald::db::connect(&db.url, 2, 5_000).expect("pool");
+    let mut pooled = pool.get().expect("connection");
+    let conn: &mut herald::db::DbConn = &mut pooled;
+    let outbox = Outbox::new(vec![receiver.url.clone()]);
+    let now = herald::db::now_ms();
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        for i in 1..=count {
+            let id = AnnouncementId(i);
+            outbox::lock(conn, id)?;
+            outbox::enqueue(conn, &outbox, id, &[OutboundEvent::retracted(id, now)], now)?;
+        }
+        Ok(())
+    })
+    .expect("fill the outbox");
+}
+
+#[actix_web::test]
+async fn a_slow_receiver_still_gets_each_event_once_from_two_nodes() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    // Every answer takes 5 s, within the 6 s timeout; more events than a
+    // round sends at once. A lease that ran out before its row was sent
+    // and recorded would let the second node post the row again.
+    const EVENTS: i64 = 100;
+    let db = TestDb::postgres(&url);
+    let receiver = Receiver::start();
+    receiver.delay(Duration::from_secs(5));
+    fill(&db, &receiver, EVENTS);
+    let (a, stop_a) = node_with_timeout(&db, &receiver, 6_000).await;
+    // The first node claims before the second one starts.
+    let pool = herald::db::open(&db.url, 1, 5_000).expect("pool");
+    let deadline = tokio::time::Instant::now() + HOOK_WAIT;
+    loop {
+        let mut conn = pool.get().expect("connection");
+        let leased: i64 = o::table
+            .filter(o::claim_token.is_not_null())
+            .count()
+            .get_result(&mut *conn)
+            .expect("count");
+        if leased > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_b, stop_b) = node_with_timeout(&db, &receiver, 6_000).await;
+    receiver
+        .accepted(EVENTS as usize, Duration::from_secs(90))
+        .await;
+    // Rounds still running post their last rows and record them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let pending: Value = reqwest::Client::new()
+            .get(format!("{a}/api/webhooks/deliveries?status=pending"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        let left = pending["items"].as_array().map_or(0, Vec::len);
+        if left == 0 || tokio::time::Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut posts: BTreeMap<String, usize> = BTreeMap::new();
+    for hit in receiver.hits() {
+        *posts.entry(hit.id).or_default() += 1;
+    }
+    let twice = posts.values().filter(|n| **n > 1).count();
+    assert_eq!(posts.len(), EVENTS as usize);
+    assert_eq!(
+        (twice, pending),
+        (0, 0),
+        "events posted more than once, and deliveries still pending after 30 s; posts per event: {:?}",
+        posts.values().collect::<Vec<_>>()
+    );
     drop((stop_a, stop_b));
 }
