@@ -12,9 +12,12 @@ use crate::metrics::METRICS;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
-/// Deliveries one round claims at most.
-const BATCH: i64 = 100;
-/// Requests one round has in flight at most.
+/// Requests one round has in flight at most, and so deliveries it claims:
+/// every claimed delivery is posted at once, when the round starts, so its
+/// POST ends within the timeout and its lease (twice the timeout and 5 s
+/// more) still holds when the round records it. Claiming more than are
+/// sent at once would leave rows waiting for a free slot while their
+/// lease runs out, and another node would send them again.
 const CONCURRENCY: usize = 32;
 /// Expiries one round reports at most.
 const EXPIRIES_PER_ROUND: i64 = 100;
@@ -115,7 +118,13 @@ impl Sender {
         let token = format!("{:032x}", rand::random::<u128>());
         let (lease_ms, claim_token) = (self.lease_ms, token.clone());
         let claimed = db::run(&self.pool, move |conn| {
-            outbox::claim(conn, &claim_token, db::now_ms(), lease_ms, BATCH)
+            outbox::claim(
+                conn,
+                &claim_token,
+                db::now_ms(),
+                lease_ms,
+                CONCURRENCY as i64,
+            )
         })
         .await?;
         if claimed.is_empty() {
