@@ -12,13 +12,17 @@ use crate::metrics::METRICS;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
-/// Requests one round has in flight at most, and so deliveries it claims:
-/// every claimed delivery is posted at once, when the round starts, so its
-/// POST ends within the timeout and its lease (twice the timeout and 5 s
-/// more) still holds when the round records it. Claiming more than are
-/// sent at once would leave rows waiting for a free slot while their
-/// lease runs out, and another node would send them again.
+/// Runs one round sends at once, and so runs it claims: every run starts
+/// when the round does, so no claimed row waits for a free slot while its
+/// lease runs out (another node would send it again).
 const CONCURRENCY: usize = 32;
+/// Consecutive events of one announcement to one endpoint a run takes at
+/// most, posted one after the other, so that a busy announcement (a
+/// `receipts` event per flush) is not held to one event per round.
+const RUN: i64 = 16;
+/// Time the lease keeps after the last POST a round may start has ended,
+/// for recording the answers.
+const RECORD_MARGIN: Duration = Duration::from_secs(5);
 /// Expiries one round reports at most.
 const EXPIRIES_PER_ROUND: i64 = 100;
 /// How often the pending gauges are refreshed and old rows pruned.
@@ -34,14 +38,18 @@ pub struct Sender {
     secret: WebhookSecret,
     client: reqwest::Client,
     retry_base_ms: u64,
+    timeout: Duration,
     lease_ms: i64,
     nap: Duration,
 }
 
 impl Sender {
-    /// `timeout` bounds each POST, connection included; the lease on a
-    /// claimed delivery is twice that and 5 s more, so that only a sender
-    /// that is gone (or stuck past its own timeout) loses its rows.
+    /// `timeout` bounds each POST, connection included, answer read; the
+    /// lease on a claimed delivery is twice that and `RECORD_MARGIN` more.
+    /// A run posts its next row only if that POST ends, timed out or not,
+    /// `RECORD_MARGIN` before the lease does; the rest go back unsent. So a
+    /// lease holds until its row is sent and recorded, and only a sender
+    /// that is gone (or stalled) loses its rows.
     pub fn new(
         pool: DbPool,
         outbox: Outbox,
@@ -59,13 +67,14 @@ impl Sender {
         let lease_ms = i64::try_from(timeout.as_millis())
             .unwrap_or(i64::MAX / 4)
             .saturating_mul(2)
-            .saturating_add(5_000);
+            .saturating_add(RECORD_MARGIN.as_millis() as i64);
         Ok(Sender {
             pool,
             outbox,
             secret,
             client,
             retry_base_ms,
+            timeout,
             lease_ms,
             // Retries come due at multiples of the base: look at least as often.
             nap: Duration::from_millis(retry_base_ms.clamp(10, 1_000)),
@@ -117,36 +126,68 @@ impl Sender {
         .await?;
         let token = format!("{:032x}", rand::random::<u128>());
         let (lease_ms, claim_token) = (self.lease_ms, token.clone());
-        let claimed = db::run(&self.pool, move |conn| {
-            outbox::claim(
-                conn,
-                &claim_token,
-                db::now_ms(),
-                lease_ms,
-                CONCURRENCY as i64,
-            )
+        let claimed_at = Instant::now();
+        let runs = db::run(&self.pool, move |conn| {
+            let now = db::now_ms();
+            outbox::claim(conn, &claim_token, now, lease_ms, CONCURRENCY as i64, RUN)
         })
         .await?;
-        if claimed.is_empty() {
+        if runs.is_empty() {
             return Ok(0);
         }
-        let results: Vec<(i64, Attempt)> = futures_util::stream::iter(claimed)
-            .map(|delivery| async move { (delivery.id, self.attempt(&delivery).await) })
+        let lease = Duration::from_millis(u64::try_from(self.lease_ms).unwrap_or(0));
+        let last_start = (claimed_at + lease)
+            .checked_sub(RECORD_MARGIN + self.timeout)
+            .unwrap_or(claimed_at);
+        let ended: Vec<(Vec<(i64, Attempt)>, Vec<i64>)> = futures_util::stream::iter(runs)
+            .map(|run| self.send_run(run, last_start))
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let attempted = results.len();
+        let attempted = ended.iter().map(|(sent, _)| sent.len()).sum();
         db::run(&self.pool, move |conn| {
             db::write_transaction::<_, DbError, _>(conn, |conn| {
                 let now = db::now_ms();
-                for (id, attempt) in &results {
-                    outbox::finish(conn, *id, &token, now, attempt)?;
+                for (sent, unsent) in &ended {
+                    for (id, attempt) in sent {
+                        outbox::finish(conn, *id, &token, now, attempt)?;
+                    }
+                    outbox::release(conn, &token, unsent)?;
                 }
                 Ok(())
             })
         })
         .await?;
         Ok(attempted)
+    }
+
+    /// Posts a run's deliveries in order until one is refused (it waits for
+    /// its retry, and the later ones behind it) or `last_start` has passed.
+    /// Answers the attempts and the ids left unsent.
+    async fn send_run(
+        &self,
+        run: Vec<Claimed>,
+        last_start: Instant,
+    ) -> (Vec<(i64, Attempt)>, Vec<i64>) {
+        let mut sent = Vec::with_capacity(run.len());
+        let mut rows = run.into_iter();
+        for delivery in rows.by_ref() {
+            if !sent.is_empty() && Instant::now() > last_start {
+                return (
+                    sent,
+                    std::iter::once(delivery.id)
+                        .chain(rows.map(|d| d.id))
+                        .collect(),
+                );
+            }
+            let attempt = self.attempt(&delivery).await;
+            let delivered = attempt.delivered();
+            sent.push((delivery.id, attempt));
+            if !delivered {
+                break;
+            }
+        }
+        (sent, rows.map(|d| d.id).collect())
     }
 
     /// One signed POST of one delivery, and what comes of it.

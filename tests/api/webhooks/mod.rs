@@ -7,6 +7,7 @@ mod readme;
 mod receiver;
 mod restart;
 mod retry;
+mod runs;
 mod throughput;
 
 use crate::helpers::{spawn_app_with, TestApp};
