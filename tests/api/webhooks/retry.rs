@@ -161,7 +161,7 @@ async fn a_failed_delivery_is_listed_and_sent_again_by_hand() {
     assert_signed(&hits[0]);
     assert!(receiver.hits().len() > refused_before);
     let deadline = tokio::time::Instant::now() + HOOK_WAIT;
-    loop {
+    let delivered = loop {
         let listed: Value = app
             .admin_get("/api/webhooks/deliveries?status=delivered")
             .await
@@ -169,11 +169,15 @@ async fn a_failed_delivery_is_listed_and_sent_again_by_hand() {
             .await
             .expect("json");
         if listed["items"][0]["id"] == failed["id"] {
-            break;
+            break listed["items"][0].clone();
         }
         assert!(tokio::time::Instant::now() < deadline, "{listed}");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    };
+    // A manual retry starts a fresh schedule: its attempts count from 0,
+    // so a failure after it waits the base delay again, not the hour.
+    assert!(failed["attempts"].as_i64().is_some_and(|n| n >= 1));
+    assert_eq!(delivered["attempts"], 1, "{delivered}");
     let again = app.admin_post(&path, &Value::Null).await;
     assert_eq!(again.status().as_u16(), 409);
     let missing = app

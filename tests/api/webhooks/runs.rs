@@ -79,5 +79,9 @@ async fn a_round_sends_a_run_of_one_announcements_events_in_order() {
         .collect();
     assert_eq!(accepted, in_order, "in order, each once");
     let refused_at = hits.iter().position(|h| !h.accepted()).expect("refused");
-    assert_eq!(hits[refused_at].id, hits[refused_at + 1].id, "retried first");
+    assert_eq!(
+        hits[refused_at].id,
+        hits[refused_at + 1].id,
+        "retried first"
+    );
 }
