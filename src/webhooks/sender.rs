@@ -12,16 +12,19 @@ use crate::metrics::METRICS;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
-/// Runs one round sends at once, and so runs it claims: every run starts
-/// when the round does, so no claimed row waits for a free slot while its
-/// lease runs out (another node would send it again).
+/// Runs one round claims at most.
+const BATCH: i64 = 100;
+/// Requests one round has in flight at most (one per run being sent).
 const CONCURRENCY: usize = 32;
 /// Consecutive events of one announcement to one endpoint a run takes at
 /// most, posted one after the other, so that a busy announcement (a
 /// `receipts` event per flush) is not held to one event per round.
 const RUN: i64 = 16;
-/// Time the lease keeps after the last POST a round may start has ended,
-/// for recording the answers.
+/// What a lease keeps beyond two timeouts: time for the claim to return
+/// before the first POSTs, and for the round to record the answers after
+/// its last POST has ended.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// Of that, what is kept for recording.
 const RECORD_MARGIN: Duration = Duration::from_secs(5);
 /// Expiries one round reports at most.
 const EXPIRIES_PER_ROUND: i64 = 100;
@@ -45,11 +48,12 @@ pub struct Sender {
 
 impl Sender {
     /// `timeout` bounds each POST, connection included, answer read; the
-    /// lease on a claimed delivery is twice that and `RECORD_MARGIN` more.
-    /// A run posts its next row only if that POST ends, timed out or not,
-    /// `RECORD_MARGIN` before the lease does; the rest go back unsent. So a
-    /// lease holds until its row is sent and recorded, and only a sender
-    /// that is gone (or stalled) loses its rows.
+    /// lease on a claimed delivery is twice that and `LEASE_MARGIN` more.
+    /// A round posts a row only if that POST ends, answered or timed out,
+    /// `RECORD_MARGIN` before the lease does (runs waiting for a free slot
+    /// behind a slow receiver may not get one in time); the rows it does not
+    /// reach go back unsent. So a lease holds until its row is sent and
+    /// recorded, and only a sender that is gone (or stalled) loses rows.
     pub fn new(
         pool: DbPool,
         outbox: Outbox,
@@ -67,7 +71,7 @@ impl Sender {
         let lease_ms = i64::try_from(timeout.as_millis())
             .unwrap_or(i64::MAX / 4)
             .saturating_mul(2)
-            .saturating_add(RECORD_MARGIN.as_millis() as i64);
+            .saturating_add(LEASE_MARGIN.as_millis() as i64);
         Ok(Sender {
             pool,
             outbox,
@@ -129,7 +133,7 @@ impl Sender {
         let claimed_at = Instant::now();
         let runs = db::run(&self.pool, move |conn| {
             let now = db::now_ms();
-            outbox::claim(conn, &claim_token, now, lease_ms, CONCURRENCY as i64, RUN)
+            outbox::claim(conn, &claim_token, now, lease_ms, BATCH, RUN)
         })
         .await?;
         if runs.is_empty() {
@@ -172,7 +176,7 @@ impl Sender {
         let mut sent = Vec::with_capacity(run.len());
         let mut rows = run.into_iter();
         for delivery in rows.by_ref() {
-            if !sent.is_empty() && Instant::now() > last_start {
+            if Instant::now() > last_start {
                 return (
                     sent,
                     std::iter::once(delivery.id)
