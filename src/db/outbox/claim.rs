@@ -54,10 +54,14 @@ struct Head {
 /// rows after the cut are handed back unsent: a later row must not go out
 /// while another sender may still be sending an earlier one.
 ///
-/// The NOT EXISTS and the run lookups use the partial index of pending rows
-/// by (announcement, endpoint, seq): each is one index probe, however many
-/// delivered rows the announcement has, and the probe stops at the first
-/// earlier pending row.
+/// "First pending" is `seq = (SELECT MIN(seq) ...)`, not `NOT EXISTS (an
+/// earlier pending seq)`: over the partial index of pending rows by
+/// (announcement, endpoint, seq) it is one probe per due row on both
+/// backends, where PostgreSQL planned the NOT EXISTS as a hash anti join
+/// comparing every pending row of an announcement with every other
+/// (quadratic: 0.6 s per round for 5 000 pending events of one
+/// announcement, 48 ms this way for 10 000). Rows waiting behind an earlier
+/// event are still visited once per round; runs drain them 16 at a time.
 pub fn claim(
     conn: &mut DbConn,
     token: &str,
@@ -75,9 +79,9 @@ pub fn claim(
          FROM webhook_outbox o \
          WHERE o.status = 'pending' AND o.next_attempt_at <= {now} \
          AND (o.lease_until IS NULL OR o.lease_until <= {now}) \
-         AND NOT EXISTS (SELECT 1 FROM webhook_outbox e \
+         AND o.seq = (SELECT MIN(e.seq) FROM webhook_outbox e \
              WHERE e.announcement_id = o.announcement_id AND e.endpoint = o.endpoint \
-             AND e.status = 'pending' AND e.seq < o.seq) \
+             AND e.status = 'pending') \
          ORDER BY o.next_attempt_at, o.id LIMIT {runs}"
     ));
     let heads: Vec<Head> = match conn {
