@@ -33,6 +33,9 @@ const HOUSEKEEPING: Duration = Duration::from_secs(5);
 /// Response bytes read (so the connection can be reused) before giving up on it.
 const DRAIN_LIMIT: usize = 64 * 1024;
 
+/// How a run ended: the attempts made (id, outcome), and the ids not sent.
+type RunEnd = (Vec<(i64, Attempt)>, Vec<i64>);
+
 /// Posts the outbox's events. Clone it to drive rounds by hand (`step`).
 #[derive(Clone)]
 pub struct Sender {
@@ -143,7 +146,7 @@ impl Sender {
         let last_start = (claimed_at + lease)
             .checked_sub(RECORD_MARGIN + self.timeout)
             .unwrap_or(claimed_at);
-        let ended: Vec<(Vec<(i64, Attempt)>, Vec<i64>)> = futures_util::stream::iter(runs)
+        let ended: Vec<RunEnd> = futures_util::stream::iter(runs)
             .map(|run| self.send_run(run, last_start))
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -168,11 +171,7 @@ impl Sender {
     /// Posts a run's deliveries in order until one is refused (it waits for
     /// its retry, and the later ones behind it) or `last_start` has passed.
     /// Answers the attempts and the ids left unsent.
-    async fn send_run(
-        &self,
-        run: Vec<Claimed>,
-        last_start: Instant,
-    ) -> (Vec<(i64, Attempt)>, Vec<i64>) {
+    async fn send_run(&self, run: Vec<Claimed>, last_start: Instant) -> RunEnd {
         let mut sent = Vec::with_capacity(run.len());
         let mut rows = run.into_iter();
         for delivery in rows.by_ref() {
