@@ -3,13 +3,11 @@
 //! receiver is slow.
 
 use super::receiver::{assert_signed, Receiver, SECRET};
-use super::{sequence_of, HOOK_WAIT};
+use super::{enqueue_retractions, sequence_of, HOOK_WAIT};
 use crate::helpers::{postgres_url, test_settings, TestDb, ADMIN_TOKEN};
 use diesel::prelude::*;
-use herald::db::outbox::{self, Outbox};
+use herald::db::outbox::Outbox;
 use herald::db::schema::webhook_outbox as o;
-use herald::domain::webhook::OutboundEvent;
-use herald::domain::AnnouncementId;
 use herald::startup::Application;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +29,19 @@ async fn node_with_timeout(db: &TestDb, receiver: &Receiver, timeout_ms: u64) ->
     let stop = Stop(app.handle(), app.state.clone());
     actix_web::rt::spawn(app.into_server());
     (address, stop)
+}
+
+/// The node's first page of pending deliveries.
+async fn pending(node: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{node}/api/webhooks/deliveries?status=pending"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json")
 }
 
 /// Stops a node (its server and its cluster listener) when dropped.
@@ -91,15 +102,7 @@ async fn two_nodes_on_one_postgres_send_each_event_once() {
     // Both nodes keep polling; give a duplicate the time to show up.
     let deadline = tokio::time::Instant::now() + HOOK_WAIT;
     loop {
-        let pending: Value = http
-            .get(format!("{a}/api/webhooks/deliveries?status=pending"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
+        let pending = pending(&a).await;
         if pending["items"].as_array().is_some_and(Vec::is_empty) {
             break;
         }
@@ -128,25 +131,6 @@ async fn two_nodes_on_one_postgres_send_each_event_once() {
     drop((stop_a, stop_b));
 }
 
-/// Writes one `retracted` event for each of `count` announcements, to the
-/// receiver, before any node runs.
-fn fill(db: &TestDb, receiver: &Receiver, count: i64) {
-    let pool = herald::db::connect(&db.url, 2, 5_000).expect("pool");
-    let mut pooled = pool.get().expect("connection");
-    let conn: &mut herald::db::DbConn = &mut pooled;
-    let outbox = Outbox::new(vec![receiver.url.clone()]);
-    let now = herald::db::now_ms();
-    conn.transaction::<_, diesel::result::Error, _>(|conn| {
-        for i in 1..=count {
-            let id = AnnouncementId(i);
-            outbox::lock(conn, id)?;
-            outbox::enqueue(conn, &outbox, id, &[OutboundEvent::retracted(id, now)], now)?;
-        }
-        Ok(())
-    })
-    .expect("fill the outbox");
-}
-
 #[actix_web::test]
 async fn a_slow_receiver_still_gets_each_event_once_from_two_nodes() {
     let Some(url) = postgres_url() else {
@@ -159,10 +143,12 @@ async fn a_slow_receiver_still_gets_each_event_once_from_two_nodes() {
     let db = TestDb::postgres(&url);
     let receiver = Receiver::start();
     receiver.delay(Duration::from_secs(5));
-    fill(&db, &receiver, EVENTS);
+    let ids: Vec<i64> = (1..=EVENTS).collect();
+    let outbox = Outbox::new(vec![receiver.url.clone()]);
+    let pool = herald::db::connect(&db.url, 2, 5_000).expect("pool");
+    enqueue_retractions(&pool, &outbox, &ids);
     let (a, stop_a) = node_with_timeout(&db, &receiver, 6_000).await;
     // The first node claims before the second one starts.
-    let pool = herald::db::open(&db.url, 1, 5_000).expect("pool");
     let deadline = tokio::time::Instant::now() + HOOK_WAIT;
     loop {
         let mut conn = pool.get().expect("connection");
@@ -184,15 +170,7 @@ async fn a_slow_receiver_still_gets_each_event_once_from_two_nodes() {
     // Rounds still running post their last rows and record them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let pending = loop {
-        let pending: Value = reqwest::Client::new()
-            .get(format!("{a}/api/webhooks/deliveries?status=pending"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
+        let pending = pending(&a).await;
         let left = pending["items"].as_array().map_or(0, Vec::len);
         if left == 0 || tokio::time::Instant::now() > deadline {
             break left;

@@ -2,15 +2,12 @@
 //! order, and a refusal stops the run there, the later events waiting
 //! behind the retry.
 
-use super::receiver::{assert_signed, Receiver, SECRET};
+use super::receiver::{assert_signed, Receiver};
+use super::{enqueue_retractions, sender};
 use crate::helpers::spawn_app;
 use diesel::prelude::*;
-use herald::db::outbox::{self, Outbox};
+use herald::db::outbox::Outbox;
 use herald::db::schema::webhook_outbox as o;
-use herald::domain::webhook::OutboundEvent;
-use herald::domain::AnnouncementId;
-use herald::webhooks::sender::Sender;
-use herald::webhooks::sign::WebhookSecret;
 use std::time::Duration;
 
 const EVENTS: usize = 40;
@@ -20,30 +17,14 @@ async fn a_round_sends_a_run_of_one_announcements_events_in_order() {
     let app = spawn_app().await;
     let receiver = Receiver::start();
     let outbox = Outbox::new(vec![receiver.url.clone()]);
-    let id = AnnouncementId(7);
+    enqueue_retractions(&app.state.pool, &outbox, &[7; EVENTS]);
     let mut conn = app.state.pool.get().expect("connection");
-    let now = herald::db::now_ms();
-    conn.transaction::<_, diesel::result::Error, _>(|conn| {
-        for _ in 0..EVENTS {
-            outbox::lock(conn, id)?;
-            outbox::enqueue(conn, &outbox, id, &[OutboundEvent::retracted(id, now)], now)?;
-        }
-        Ok(())
-    })
-    .expect("fill the outbox");
     let in_order: Vec<String> = o::table
         .order(o::seq)
         .select(o::event_id)
         .load(&mut *conn)
         .expect("event ids");
-    let sender = Sender::new(
-        app.state.pool.clone(),
-        outbox,
-        WebhookSecret::parse(SECRET).expect("secret"),
-        20,
-        Duration::from_secs(5),
-    )
-    .expect("sender");
+    let sender = sender(&app.state.pool, outbox, 20, Duration::from_secs(5));
 
     let first = sender.step().await.expect("round");
     assert!(first > 1, "one round sent {first} of the events");
