@@ -1,7 +1,8 @@
 //! The sender: one per node, started with the server when webhook URLs are
-//! configured. Each round reports the expiries that have come, claims due
-//! deliveries (a lease makes exactly one node send each attempt), posts
-//! them signed, and records how each attempt ended. A node that dies
+//! configured. Each round reports the expiries that have come, claims runs
+//! of due deliveries (an announcement's next events to one endpoint; a
+//! lease makes exactly one node send each attempt), posts them signed, each
+//! run in order, and records how each attempt ended. A node that dies
 //! mid-round loses nothing: its leases run out and any node takes the rows.
 
 use super::sign::WebhookSecret;
