@@ -192,13 +192,15 @@ both_backends!(a_receiver_slower_than_the_timeout_gets_the_event_again_with_its_
 /// with the same webhook-id and records exactly one success.
 async fn a_receiver_slower_than_the_timeout_gets_the_event_again_with_its_id() {
     let receiver = Receiver::start();
-    receiver.delay_first(1, Duration::from_millis(1_500));
+    receiver.delay_first(1, Duration::from_millis(3_000));
     let url = receiver.url.clone();
     let app = spawn_app_with(move |s| {
         s.webhook_urls = vec![url];
         s.webhook_secret = Some(super::receiver::SECRET.into());
         s.webhook_retry_base_ms = 50;
-        s.webhook_timeout_ms = 300;
+        // Long enough that an answer without the delay is never late,
+        // even on a loaded machine.
+        s.webhook_timeout_ms = 1_000;
     })
     .await;
     app.announce_all("Slow").await;
