@@ -63,14 +63,18 @@ pub fn list(
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryOutcome {
-    /// Pending again (or still), due now, with a fresh day of retries.
+    /// Pending again (or still), due now, with a fresh schedule.
     Scheduled,
     AlreadyDelivered,
     NotFound,
 }
 
-/// Makes a failed or pending delivery due now. Its event id and body stay
-/// the same: to the receiver it is one more attempt at the same event.
+/// Makes a failed or pending delivery due now, on a fresh schedule: its
+/// attempts start again from 0 (a failure right after waits the base delay,
+/// not the hour the old count had reached) and it has a new day. An
+/// operator retries once the receiver is fixed, and should see the outcome
+/// soon. Its event id and body stay the same: to the receiver it is one
+/// more attempt at the same event.
 pub fn retry(conn: &mut DbConn, id: i64, now: i64) -> Result<RetryOutcome, DbError> {
     let changed = diesel::update(
         o::table
@@ -81,6 +85,7 @@ pub fn retry(conn: &mut DbConn, id: i64, now: i64) -> Result<RetryOutcome, DbErr
         o::status.eq(DeliveryStatus::Pending.as_str()),
         o::next_attempt_at.eq(now),
         o::give_up_at.eq(now + GIVE_UP_AFTER_MS),
+        o::attempts.eq(0i64),
     ))
     .execute(conn)?;
     if changed == 1 {

@@ -8,11 +8,14 @@
 
 use super::schema::{webhook_announcements as wa, webhook_outbox as o};
 use super::{DbConn, DbError};
-use crate::domain::webhook::{DeliveryStatus, OutboundEvent, GIVE_UP_AFTER_MS};
+use crate::domain::webhook::{OutboundEvent, GIVE_UP_AFTER_MS};
 use crate::domain::AnnouncementId;
 use diesel::prelude::*;
 use std::sync::Arc;
 use tokio::sync::Notify;
+
+mod claim;
+pub use claim::{claim, finish, next_due, release, Attempt, Claimed};
 
 const PENDING: &str = "pending";
 
@@ -209,150 +212,4 @@ pub fn report_expiry(
         Ok(true)
     })?;
     Ok(reported)
-}
-
-/// One delivery a sender claimed.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = o)]
-pub struct Claimed {
-    pub id: i64,
-    pub event_id: String,
-    pub endpoint: String,
-    pub payload: String,
-    pub attempts: i64,
-    pub give_up_at: i64,
-}
-
-#[derive(QueryableByName)]
-struct IdRow {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    id: i64,
-}
-
-/// Claims up to `limit` due deliveries for `lease_ms`, marked with `token`.
-/// A delivery is due when its time has come, no live lease holds it, and no
-/// earlier event of the same announcement to the same endpoint is still
-/// pending (events of one announcement go out in order). The UPDATE
-/// re-checks the lease, so of two senders on two nodes that picked the same
-/// rows only one wins each (PostgreSQL re-evaluates the WHERE on the row
-/// version it waited for, and finds the lease taken, or the row delivered or
-/// waiting for its next attempt; SQLite has one writer).
-pub fn claim(
-    conn: &mut DbConn,
-    token: &str,
-    now: i64,
-    lease_ms: i64,
-    limit: i64,
-) -> Result<Vec<Claimed>, DbError> {
-    // Integers only are formatted in; there is nothing to bind.
-    let candidates = diesel::sql_query(format!(
-        "SELECT o.id FROM webhook_outbox o \
-         WHERE o.status = 'pending' AND o.next_attempt_at <= {now} \
-         AND (o.lease_until IS NULL OR o.lease_until <= {now}) \
-         AND NOT EXISTS (SELECT 1 FROM webhook_outbox e \
-             WHERE e.announcement_id = o.announcement_id AND e.endpoint = o.endpoint \
-             AND e.status = 'pending' AND e.seq < o.seq) \
-         ORDER BY o.next_attempt_at, o.id LIMIT {limit}"
-    ));
-    let ids: Vec<IdRow> = match conn {
-        DbConn::Pg(c) => candidates.load(c)?,
-        DbConn::Sqlite(c) => candidates.load(c)?,
-    };
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<i64> = ids.into_iter().map(|r| r.id).collect();
-    diesel::update(
-        o::table
-            .filter(o::id.eq_any(&ids))
-            .filter(o::status.eq(PENDING))
-            .filter(o::next_attempt_at.le(now))
-            .filter(
-                o::lease_until
-                    .is_null()
-                    .or(o::lease_until.assume_not_null().le(now)),
-            ),
-    )
-    .set((
-        o::lease_until.eq(now + lease_ms),
-        o::claim_token.eq(token),
-        o::attempts.eq(o::attempts + 1),
-        o::last_attempt_at.eq(now),
-    ))
-    .execute(conn)?;
-    Ok(o::table
-        .filter(o::claim_token.eq(token))
-        .filter(o::status.eq(PENDING))
-        .order(o::id)
-        .select(Claimed::as_select())
-        .load(conn)?)
-}
-
-/// How one attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
-    /// 2xx, with the status.
-    Delivered { status: u16 },
-    /// Anything else; tried again at `retry_at`, or failed when `None`.
-    Refused {
-        status: Option<u16>,
-        error: String,
-        retry_at: Option<i64>,
-    },
-}
-
-/// Records an attempt's end, if `token` still holds the delivery (a sender
-/// whose lease ran out while it waited must not overwrite the next one's).
-pub fn finish(
-    conn: &mut DbConn,
-    id: i64,
-    token: &str,
-    now: i64,
-    attempt: &Attempt,
-) -> QueryResult<bool> {
-    let mine = o::table
-        .filter(o::id.eq(id))
-        .filter(o::claim_token.eq(token))
-        .filter(o::status.eq(PENDING));
-    let changed = match attempt {
-        Attempt::Delivered { status } => diesel::update(mine)
-            .set((
-                o::status.eq(DeliveryStatus::Delivered.as_str()),
-                o::delivered_at.eq(now),
-                o::last_status.eq(i64::from(*status)),
-                o::last_error.eq(None::<String>),
-                o::lease_until.eq(None::<i64>),
-                o::claim_token.eq(None::<String>),
-            ))
-            .execute(conn)?,
-        Attempt::Refused {
-            status,
-            error,
-            retry_at,
-        } => {
-            let status_after = match retry_at {
-                Some(_) => DeliveryStatus::Pending,
-                None => DeliveryStatus::Failed,
-            };
-            diesel::update(mine)
-                .set((
-                    o::status.eq(status_after.as_str()),
-                    o::next_attempt_at.eq(retry_at.unwrap_or(now)),
-                    o::last_status.eq(status.map(i64::from)),
-                    o::last_error.eq(error),
-                    o::lease_until.eq(None::<i64>),
-                    o::claim_token.eq(None::<String>),
-                ))
-                .execute(conn)?
-        }
-    };
-    Ok(changed == 1)
-}
-
-/// When the next pending delivery is due (ignoring leases and order).
-pub fn next_due(conn: &mut DbConn) -> Result<Option<i64>, DbError> {
-    Ok(o::table
-        .filter(o::status.eq(PENDING))
-        .select(diesel::dsl::min(o::next_attempt_at))
-        .first(conn)?)
 }

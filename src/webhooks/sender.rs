@@ -1,7 +1,8 @@
 //! The sender: one per node, started with the server when webhook URLs are
-//! configured. Each round reports the expiries that have come, claims due
-//! deliveries (a lease makes exactly one node send each attempt), posts
-//! them signed, and records how each attempt ended. A node that dies
+//! configured. Each round reports the expiries that have come, claims runs
+//! of due deliveries (an announcement's next events to one endpoint; a
+//! lease makes exactly one node send each attempt), posts them signed, each
+//! run in order, and records how each attempt ended. A node that dies
 //! mid-round loses nothing: its leases run out and any node takes the rows.
 
 use super::sign::WebhookSecret;
@@ -12,16 +13,29 @@ use crate::metrics::METRICS;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
-/// Deliveries one round claims at most.
+/// Runs one round claims at most.
 const BATCH: i64 = 100;
-/// Requests one round has in flight at most.
+/// Requests one round has in flight at most (one per run being sent).
 const CONCURRENCY: usize = 32;
+/// Consecutive events of one announcement to one endpoint a run takes at
+/// most, posted one after the other, so that a busy announcement (a
+/// `receipts` event per flush) is not held to one event per round.
+const RUN: i64 = 16;
+/// What a lease keeps beyond two timeouts: time for the claim to return
+/// before the first POSTs, and for the round to record the answers after
+/// its last POST has ended.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// Of that, what is kept for recording.
+const RECORD_MARGIN: Duration = Duration::from_secs(5);
 /// Expiries one round reports at most.
 const EXPIRIES_PER_ROUND: i64 = 100;
 /// How often the pending gauges are refreshed and old rows pruned.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 /// Response bytes read (so the connection can be reused) before giving up on it.
 const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// How a run ended: the attempts made (id, outcome), and the ids not sent.
+type RunEnd = (Vec<(i64, Attempt)>, Vec<i64>);
 
 /// Posts the outbox's events. Clone it to drive rounds by hand (`step`).
 #[derive(Clone)]
@@ -31,14 +45,19 @@ pub struct Sender {
     secret: WebhookSecret,
     client: reqwest::Client,
     retry_base_ms: u64,
+    timeout: Duration,
     lease_ms: i64,
     nap: Duration,
 }
 
 impl Sender {
-    /// `timeout` bounds each POST, connection included; the lease on a
-    /// claimed delivery is twice that and 5 s more, so that only a sender
-    /// that is gone (or stuck past its own timeout) loses its rows.
+    /// `timeout` bounds each POST, connection included, answer read; the
+    /// lease on a claimed delivery is twice that and `LEASE_MARGIN` more.
+    /// A round posts a row only if that POST ends, answered or timed out,
+    /// `RECORD_MARGIN` before the lease does (runs waiting for a free slot
+    /// behind a slow receiver may not get one in time); the rows it does not
+    /// reach go back unsent. So a lease holds until its row is sent and
+    /// recorded, and only a sender that is gone (or stalled) loses rows.
     pub fn new(
         pool: DbPool,
         outbox: Outbox,
@@ -56,13 +75,14 @@ impl Sender {
         let lease_ms = i64::try_from(timeout.as_millis())
             .unwrap_or(i64::MAX / 4)
             .saturating_mul(2)
-            .saturating_add(5_000);
+            .saturating_add(LEASE_MARGIN.as_millis() as i64);
         Ok(Sender {
             pool,
             outbox,
             secret,
             client,
             retry_base_ms,
+            timeout,
             lease_ms,
             // Retries come due at multiples of the base: look at least as often.
             nap: Duration::from_millis(retry_base_ms.clamp(10, 1_000)),
@@ -114,30 +134,64 @@ impl Sender {
         .await?;
         let token = format!("{:032x}", rand::random::<u128>());
         let (lease_ms, claim_token) = (self.lease_ms, token.clone());
-        let claimed = db::run(&self.pool, move |conn| {
-            outbox::claim(conn, &claim_token, db::now_ms(), lease_ms, BATCH)
+        let claimed_at = Instant::now();
+        let runs = db::run(&self.pool, move |conn| {
+            let now = db::now_ms();
+            outbox::claim(conn, &claim_token, now, lease_ms, BATCH, RUN)
         })
         .await?;
-        if claimed.is_empty() {
+        if runs.is_empty() {
             return Ok(0);
         }
-        let results: Vec<(i64, Attempt)> = futures_util::stream::iter(claimed)
-            .map(|delivery| async move { (delivery.id, self.attempt(&delivery).await) })
+        let lease = Duration::from_millis(u64::try_from(self.lease_ms).unwrap_or(0));
+        let last_start = (claimed_at + lease)
+            .checked_sub(RECORD_MARGIN + self.timeout)
+            .unwrap_or(claimed_at);
+        let ended: Vec<RunEnd> = futures_util::stream::iter(runs)
+            .map(|run| self.send_run(run, last_start))
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let attempted = results.len();
+        let attempted = ended.iter().map(|(sent, _)| sent.len()).sum();
         db::run(&self.pool, move |conn| {
             db::write_transaction::<_, DbError, _>(conn, |conn| {
                 let now = db::now_ms();
-                for (id, attempt) in &results {
-                    outbox::finish(conn, *id, &token, now, attempt)?;
+                for (sent, unsent) in &ended {
+                    for (id, attempt) in sent {
+                        outbox::finish(conn, *id, &token, now, attempt)?;
+                    }
+                    outbox::release(conn, &token, unsent)?;
                 }
                 Ok(())
             })
         })
         .await?;
         Ok(attempted)
+    }
+
+    /// Posts a run's deliveries in order until one is refused (it waits for
+    /// its retry, and the later ones behind it) or `last_start` has passed.
+    /// Answers the attempts and the ids left unsent.
+    async fn send_run(&self, run: Vec<Claimed>, last_start: Instant) -> RunEnd {
+        let mut sent = Vec::with_capacity(run.len());
+        let mut rows = run.into_iter();
+        for delivery in rows.by_ref() {
+            if Instant::now() > last_start {
+                return (
+                    sent,
+                    std::iter::once(delivery.id)
+                        .chain(rows.map(|d| d.id))
+                        .collect(),
+                );
+            }
+            let attempt = self.attempt(&delivery).await;
+            let delivered = attempt.delivered();
+            sent.push((delivery.id, attempt));
+            if !delivered {
+                break;
+            }
+        }
+        (sent, rows.map(|d| d.id).collect())
     }
 
     /// One signed POST of one delivery, and what comes of it.

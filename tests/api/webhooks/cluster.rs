@@ -1,25 +1,47 @@
 //! Two herald nodes on one PostgreSQL database, both sending: each event
-//! reaches the receiver once, and in order per announcement.
+//! reaches the receiver once, and in order per announcement, even when the
+//! receiver is slow.
 
 use super::receiver::{assert_signed, Receiver, SECRET};
-use super::{sequence_of, HOOK_WAIT};
+use super::{enqueue_retractions, sequence_of, HOOK_WAIT};
 use crate::helpers::{postgres_url, test_settings, TestDb, ADMIN_TOKEN};
+use diesel::prelude::*;
+use herald::db::outbox::Outbox;
+use herald::db::schema::webhook_outbox as o;
 use herald::startup::Application;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// A node of the cluster, running in this test's system; its address.
 async fn node(db: &TestDb, receiver: &Receiver) -> (String, Stop) {
+    node_with_timeout(db, receiver, 10_000).await
+}
+
+async fn node_with_timeout(db: &TestDb, receiver: &Receiver, timeout_ms: u64) -> (String, Stop) {
     let mut settings = test_settings(db);
     settings.webhook_urls = vec![receiver.url.clone()];
     settings.webhook_secret = Some(SECRET.into());
     settings.webhook_retry_base_ms = 20;
+    settings.webhook_timeout_ms = timeout_ms;
     let app = Application::build(settings).await.expect("node starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let stop = Stop(app.handle(), app.state.clone());
     actix_web::rt::spawn(app.into_server());
     (address, stop)
+}
+
+/// The node's first page of pending deliveries.
+async fn pending(node: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{node}/api/webhooks/deliveries?status=pending"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json")
 }
 
 /// Stops a node (its server and its cluster listener) when dropped.
@@ -80,15 +102,7 @@ async fn two_nodes_on_one_postgres_send_each_event_once() {
     // Both nodes keep polling; give a duplicate the time to show up.
     let deadline = tokio::time::Instant::now() + HOOK_WAIT;
     loop {
-        let pending: Value = http
-            .get(format!("{a}/api/webhooks/deliveries?status=pending"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
+        let pending = pending(&a).await;
         if pending["items"].as_array().is_some_and(Vec::is_empty) {
             break;
         }
@@ -114,5 +128,66 @@ async fn two_nodes_on_one_postgres_send_each_event_once() {
             assert_eq!(order, ["announcement.published"]);
         }
     }
+    drop((stop_a, stop_b));
+}
+
+#[actix_web::test]
+async fn a_slow_receiver_still_gets_each_event_once_from_two_nodes() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    // Every answer takes 5 s, within the 6 s timeout; more events than a
+    // round sends at once. A lease that ran out before its row was sent
+    // and recorded would let the second node post the row again.
+    const EVENTS: i64 = 100;
+    let db = TestDb::postgres(&url);
+    let receiver = Receiver::start();
+    receiver.delay(Duration::from_secs(5));
+    let ids: Vec<i64> = (1..=EVENTS).collect();
+    let outbox = Outbox::new(vec![receiver.url.clone()]);
+    let pool = herald::db::connect(&db.url, 2, 5_000).expect("pool");
+    enqueue_retractions(&pool, &outbox, &ids);
+    let (a, stop_a) = node_with_timeout(&db, &receiver, 6_000).await;
+    // The first node claims before the second one starts.
+    let deadline = tokio::time::Instant::now() + HOOK_WAIT;
+    loop {
+        let mut conn = pool.get().expect("connection");
+        let leased: i64 = o::table
+            .filter(o::claim_token.is_not_null())
+            .count()
+            .get_result(&mut *conn)
+            .expect("count");
+        if leased > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_b, stop_b) = node_with_timeout(&db, &receiver, 6_000).await;
+    receiver
+        .accepted(EVENTS as usize, Duration::from_secs(90))
+        .await;
+    // Rounds still running post their last rows and record them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let pending = pending(&a).await;
+        let left = pending["items"].as_array().map_or(0, Vec::len);
+        if left == 0 || tokio::time::Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut posts: BTreeMap<String, usize> = BTreeMap::new();
+    for hit in receiver.hits() {
+        *posts.entry(hit.id).or_default() += 1;
+    }
+    let twice = posts.values().filter(|n| **n > 1).count();
+    assert_eq!(posts.len(), EVENTS as usize);
+    assert_eq!(
+        (twice, pending),
+        (0, 0),
+        "events posted more than once, and deliveries still pending after 30 s; posts per event: {:?}",
+        posts.values().collect::<Vec<_>>()
+    );
     drop((stop_a, stop_b));
 }

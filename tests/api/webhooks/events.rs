@@ -187,3 +187,46 @@ async fn without_endpoints_nothing_is_written() {
         .expect("count");
     assert_eq!((rows, marks), (0, 0));
 }
+
+both_backends!(a_confirmation_is_reported_in_a_receipts_event);
+/// Alice confirms an announcement that requires it (a confirm frame, which
+/// implies read): a receipts event lists her under `confirmed` (and `read`),
+/// with when.
+async fn a_confirmation_is_reported_in_a_receipts_event() {
+    let receiver = Receiver::start();
+    let app = app_posting_to(&receiver).await;
+    let mut alice = app.connect("alice").await;
+    let id = app
+        .announce(json!({"title": "Policy", "content": "sign here",
+            "audience": {"all": true}, "requires_confirmation": true}))
+        .await["id"]
+        .as_i64()
+        .expect("id");
+    alice.next_of("announcement").await;
+    alice
+        .send_json(json!({"type": "confirm", "data": {"ids": [id]}}))
+        .await;
+    let hits = receiver
+        .wait_until(HOOK_WAIT, |hits| {
+            receipted(hits, id, "confirmed").contains("alice")
+        })
+        .await;
+    assert_eq!(
+        receipted(&hits, id, "confirmed"),
+        BTreeSet::from(["alice".to_string()])
+    );
+    assert!(receipted(&hits, id, "read").contains("alice"));
+    let confirmed = hits
+        .iter()
+        .map(|h| h.json())
+        .find(|b| b["type"] == "receipts" && b["data"]["confirmed"] != json!([]))
+        .expect("receipts with a confirmation");
+    assert_eq!(confirmed["data"]["announcement_id"], id, "{confirmed}");
+    assert!(
+        confirmed["data"]["confirmed"][0]["at"].is_string(),
+        "{confirmed}"
+    );
+    for hit in &hits {
+        assert_signed(hit);
+    }
+}

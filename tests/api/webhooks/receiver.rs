@@ -7,7 +7,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -56,6 +56,11 @@ struct Plan {
     refuse_first: AtomicUsize,
     status: AtomicU16,
     held: AtomicBool,
+    /// Milliseconds every request waits before it is answered.
+    delay_ms: AtomicU64,
+    /// Requests still to hold for `first_delay_ms` before answering.
+    delay_first: AtomicUsize,
+    first_delay_ms: AtomicU64,
 }
 
 pub struct Receiver {
@@ -103,6 +108,21 @@ impl Receiver {
         self.plan.held.store(held, Ordering::SeqCst);
     }
 
+    /// Every request is answered `delay` after it arrived (a slow receiver).
+    pub fn delay(&self, delay: Duration) {
+        self.plan
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The first `n` requests are answered (normally) only after `delay`.
+    pub fn delay_first(&self, n: usize, delay: Duration) {
+        self.plan
+            .first_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.plan.delay_first.store(n, Ordering::SeqCst);
+    }
+
     pub fn hits(&self) -> Vec<Hit> {
         self.plan.hits.lock().expect("lock").clone()
     }
@@ -147,6 +167,17 @@ impl Drop for Receiver {
 async fn receive(req: HttpRequest, body: web::Bytes, plan: web::Data<Plan>) -> HttpResponse {
     while plan.held.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut delay = plan.delay_ms.load(Ordering::SeqCst);
+    if plan
+        .delay_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        delay = delay.max(plan.first_delay_ms.load(Ordering::SeqCst));
+    }
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let header = |name: &str| {
         req.headers()

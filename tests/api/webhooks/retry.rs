@@ -4,9 +4,11 @@
 
 use super::receiver::{assert_signed, Receiver};
 use super::{app_posting_to, sequence_of, HOOK_WAIT};
+use crate::helpers::spawn_app_with;
 use diesel::prelude::*;
 use herald::db::schema::webhook_outbox as o;
 use serde_json::Value;
+use std::time::Duration;
 
 both_backends!(a_receiver_refusing_twice_gets_the_event_on_the_third_attempt);
 /// The first two attempts get 500; the third is accepted: the same
@@ -159,7 +161,7 @@ async fn a_failed_delivery_is_listed_and_sent_again_by_hand() {
     assert_signed(&hits[0]);
     assert!(receiver.hits().len() > refused_before);
     let deadline = tokio::time::Instant::now() + HOOK_WAIT;
-    loop {
+    let delivered = loop {
         let listed: Value = app
             .admin_get("/api/webhooks/deliveries?status=delivered")
             .await
@@ -167,15 +169,63 @@ async fn a_failed_delivery_is_listed_and_sent_again_by_hand() {
             .await
             .expect("json");
         if listed["items"][0]["id"] == failed["id"] {
-            break;
+            break listed["items"][0].clone();
         }
         assert!(tokio::time::Instant::now() < deadline, "{listed}");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    };
+    // A manual retry starts a fresh schedule: its attempts count from 0,
+    // so a failure after it waits the base delay again, not the hour.
+    assert!(failed["attempts"].as_i64().is_some_and(|n| n >= 1));
+    assert_eq!(delivered["attempts"], 1, "{delivered}");
     let again = app.admin_post(&path, &Value::Null).await;
     assert_eq!(again.status().as_u16(), 409);
     let missing = app
         .admin_post("/api/webhooks/deliveries/999999/retry", &Value::Null)
         .await;
     assert_eq!(missing.status().as_u16(), 404);
+}
+
+both_backends!(a_receiver_slower_than_the_timeout_gets_the_event_again_with_its_id);
+/// The receiver holds the first request past --webhook-timeout-ms, then
+/// answers it 204 (too late: herald has given up on it). herald retries
+/// with the same webhook-id and records exactly one success.
+async fn a_receiver_slower_than_the_timeout_gets_the_event_again_with_its_id() {
+    let receiver = Receiver::start();
+    receiver.delay_first(1, Duration::from_millis(3_000));
+    let url = receiver.url.clone();
+    let app = spawn_app_with(move |s| {
+        s.webhook_urls = vec![url];
+        s.webhook_secret = Some(super::receiver::SECRET.into());
+        s.webhook_retry_base_ms = 50;
+        // Long enough that an answer without the delay is never late,
+        // even on a loaded machine.
+        s.webhook_timeout_ms = 1_000;
+    })
+    .await;
+    app.announce_all("Slow").await;
+    let hits = receiver.wait_until(HOOK_WAIT, |hits| hits.len() >= 2).await;
+    assert_eq!(hits[0].id, hits[1].id, "same webhook-id: {hits:#?}");
+    for hit in &hits {
+        assert_signed(hit);
+    }
+    let deadline = tokio::time::Instant::now() + HOOK_WAIT;
+    let delivered = loop {
+        let listed: Value = app
+            .admin_get("/api/webhooks/deliveries")
+            .await
+            .json()
+            .await
+            .expect("json");
+        let items = listed["items"].as_array().cloned().unwrap_or_default();
+        if items.iter().all(|d| d["status"] == "delivered") && !items.is_empty() {
+            break items;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(delivered.len(), 1, "{delivered:#?}");
+    assert_eq!(delivered[0]["event_id"], hits[0].id.as_str());
+    assert_eq!(delivered[0]["attempts"], 2, "timed out once, then accepted");
+    assert_eq!(delivered[0]["last_status"], 204);
 }

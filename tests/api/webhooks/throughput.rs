@@ -2,21 +2,17 @@
 //! accepted by a local receiver. A measurement, not a test: run by hand,
 //!
 //! ```sh
-//! cargo test --release --test api webhooks::throughput -- --ignored --nocapture
+//! cargo test --release --test api webhooks::throughput -- --ignored --nocapture --test-threads 1
 //! ```
 //!
 //! (`HERALD_WEBHOOK_EVENTS`, default 5 000, sets the count; the PostgreSQL
 //! run needs `HERALD_TEST_POSTGRES_URL`). Ignored because its number
 //! depends on the machine, and timing is no pass/fail criterion.
 
-use super::receiver::{Receiver, SECRET};
+use super::receiver::Receiver;
+use super::{enqueue_retractions, sender};
 use crate::helpers::{spawn_app, use_backend, TestBackend};
-use diesel::Connection;
-use herald::db::outbox::{self, Outbox};
-use herald::domain::webhook::OutboundEvent;
-use herald::domain::AnnouncementId;
-use herald::webhooks::sender::Sender;
-use herald::webhooks::sign::WebhookSecret;
+use herald::db::outbox::Outbox;
 use std::time::{Duration, Instant};
 
 fn events() -> usize {
@@ -26,38 +22,17 @@ fn events() -> usize {
         .unwrap_or(5_000)
 }
 
-/// Writes `count` events into the outbox: one per announcement (`spread`),
-/// or all about one announcement, which go out one at a time in order.
-fn fill(pool: &herald::db::DbPool, outbox: &Outbox, count: usize, spread: bool) {
-    let mut pooled = pool.get().expect("connection");
-    let conn: &mut herald::db::DbConn = &mut pooled;
-    let now = herald::db::now_ms();
-    for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
-        conn.transaction::<_, diesel::result::Error, _>(|conn| {
-            for &i in chunk {
-                let id = AnnouncementId(if spread { 1_000_000 + i as i64 } else { 1 });
-                outbox::lock(conn, id)?;
-                outbox::enqueue(conn, outbox, id, &[OutboundEvent::retracted(id, now)], now)?;
-            }
-            Ok(())
-        })
-        .expect("fill the outbox");
-    }
-}
-
 async fn measure(backend: &str, spread: bool, count: usize) {
     let app = spawn_app().await;
     let receiver = Receiver::start();
     let outbox = Outbox::new(vec![receiver.url.clone()]);
-    fill(&app.state.pool, &outbox, count, spread);
-    let sender = Sender::new(
-        app.state.pool.clone(),
-        outbox,
-        WebhookSecret::parse(SECRET).expect("secret"),
-        1_000,
-        Duration::from_secs(10),
-    )
-    .expect("sender");
+    // One event per announcement, or all about one announcement (which go
+    // out in order, a run of them per round).
+    let ids: Vec<i64> = (0..count as i64)
+        .map(|i| if spread { 1_000_000 + i } else { 1 })
+        .collect();
+    enqueue_retractions(&app.state.pool, &outbox, &ids);
+    let sender = sender(&app.state.pool, outbox, 1_000, Duration::from_secs(10));
     let started = Instant::now();
     let mut sent = 0;
     while sent < count {

@@ -1,0 +1,1 @@
+DROP INDEX webhook_outbox_pending_order;
