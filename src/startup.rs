@@ -181,7 +181,11 @@ async fn start_actors(
     let receipts = ReceiptWriter::new(background, fanout.clone(), flush_every)
         .with_outbox(outbox.clone())
         .start();
-    let catch_up = CatchUpStore::new(open_load_pool(&settings).await?, newest.clone(), users.clone());
+    let catch_up = CatchUpStore::new(
+        open_load_pool(&settings).await?,
+        newest.clone(),
+        users.clone(),
+    );
     let sessions = Arc::new(SessionDeps {
         registry: registry.clone(),
         receipts: receipts.clone(),

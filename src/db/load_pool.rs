@@ -6,7 +6,9 @@
 //! instead, and the load retries on a fresh one.
 
 use super::{DbConn, DbError, SqlitePragmas};
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, ManageConnection, Pool, R2D2Connection};
+use diesel::r2d2::{
+    ConnectionManager, CustomizeConnection, ManageConnection, Pool, R2D2Connection,
+};
 use std::time::Duration;
 
 /// A lent connection, and whether a query on it lost the connection.

@@ -37,6 +37,11 @@ pub fn serve(
     if settings.workers > 0 {
         builder = builder.workers(settings.workers);
     }
+    // Told to every HTTP/1 connection when the stop begins, so an idle
+    // keep-alive connection (a proxy's, a client's) closes at once instead
+    // of holding the exit until its keep-alive runs out (5 s). actix-web's
+    // HttpServer wires the same signal.
+    let stopping = builder.graceful_shutdown_signal();
     Ok(builder
         .listen("herald", listener, move || {
             // Each worker builds the App twice: one serves plain requests,
@@ -47,7 +52,12 @@ pub fn serve(
                     |_| AppConfig::default(),
                 )
             };
+            let stopping = stopping.clone();
             HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
                 // Announcements are small frames that must leave at once.
                 .tcp_nodelay(true)
                 .on_connect_ext(move |tcp: &TcpStream, _| {

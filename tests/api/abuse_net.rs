@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -420,20 +420,19 @@ async fn a_second_signal_does_not_cut_the_receipt_flush_short() {
     ws.send_text("ping").await;
     ws.next_of("pong").await;
 
-    // A connection that is midway through its second request keeps the
-    // graceful stop waiting (up to the grace), so the further signals
-    // arrive while herald is still shutting down; closed sessions alone no
-    // longer hold it (an upgraded connection ends with its session).
+    // A request whose body is still arriving keeps the graceful stop
+    // waiting (up to the grace), so the further signals arrive while herald
+    // is still shutting down; closed sessions and idle connections alone no
+    // longer hold it (an upgraded connection ends with its session, an idle
+    // one is closed when the stop begins).
     let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", node.port))
         .await
         .expect("connect");
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n")
-        .await
-        .expect("request");
-    let mut answer = [0u8; 512];
-    let read = slow.read(&mut answer).await.expect("answer");
-    assert!(answer[..read].starts_with(b"HTTP/1.1 200"), "served first");
-    slow.write_all(b"GET /healthz HTTP/1.1\r\n")
+    let head = format!(
+        "POST /api/announcements HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"title\""
+    );
+    slow.write_all(head.as_bytes())
         .await
         .expect("half a request");
 

@@ -25,6 +25,7 @@ mod own_postgres;
 mod raw_ws;
 mod restart;
 mod resume;
+mod shutdown;
 mod sse;
 mod storm;
 mod webhooks;

@@ -232,13 +232,11 @@ impl Session {
             deps.keys.ensure_key(&token).await;
             deps.keys.verify_for(&token, &user_id)
         };
-        ctx.spawn(
-            work.into_actor(self).map(move |verdict, act, ctx| {
-                if act.refreshes == this {
-                    act.step(ctx, |core, out| core.refreshed(verdict, out));
-                }
-            }),
-        );
+        ctx.spawn(work.into_actor(self).map(move |verdict, act, ctx| {
+            if act.refreshes == this {
+                act.step(ctx, |core, out| core.refreshed(verdict, out));
+            }
+        }));
     }
 
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
