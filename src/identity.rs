@@ -223,22 +223,28 @@ pub async fn from_settings(settings: &Settings) -> Result<Option<Arc<IdentityKey
     let identity = Arc::new(IdentityKeys::new(pem, jwks, rules));
     if let Some(jwks) = identity.jwks() {
         let _ = refresh(jwks).await;
-        let held = Arc::downgrade(&identity);
-        actix_web::rt::spawn(async move {
-            let mut every = actix_web::rt::time::interval(REFETCH_EVERY);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                let Some(identity) = held.upgrade() else {
-                    return;
-                };
-                if let Some(jwks) = identity.jwks() {
-                    let _ = refresh(jwks).await;
-                }
-            }
-        });
+        refetch_every(&identity, REFETCH_EVERY);
     }
     Ok(Some(identity))
+}
+
+/// Fetches the key set again every `period` (the first time one period
+/// from now) for as long as `identity` is in use.
+fn refetch_every(identity: &Arc<IdentityKeys>, period: std::time::Duration) {
+    let held = Arc::downgrade(identity);
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(period);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(identity) = held.upgrade() else {
+                return;
+            };
+            if let Some(jwks) = identity.jwks() {
+                let _ = refresh(jwks).await;
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -264,5 +270,61 @@ mod tests {
             },
         );
         assert_eq!(keys.claims(&claims).expect("claims").groups, ["ops"]);
+    }
+
+    /// A key-set server on loopback that counts its requests.
+    fn counting_jwks_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request);
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = r#"{"keys":[]}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, hits)
+    }
+
+    #[actix_web::test]
+    async fn the_key_set_is_fetched_again_every_period_while_in_use() {
+        use std::sync::atomic::Ordering;
+        use std::time::{Duration, Instant};
+        let (url, hits) = counting_jwks_server();
+        let rules = ClaimRules {
+            issuer: None,
+            audience: None,
+            user_claim: "sub".into(),
+            groups_claim: "groups".into(),
+        };
+        let identity = Arc::new(IdentityKeys::new(None, Some(Jwks::new(&url)), rules));
+        refetch_every(&identity, Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hits.load(Ordering::SeqCst) < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "fetched {} times",
+                hits.load(Ordering::SeqCst)
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(identity);
+        actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+        let after_drop = hits.load(Ordering::SeqCst);
+        actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            after_drop,
+            "no fetches once nothing uses the keys"
+        );
     }
 }
