@@ -5,6 +5,8 @@
 
 mod upgrade;
 
+pub use upgrade::ANSWER_WITHIN;
+
 use crate::config::Settings;
 use crate::routes;
 use crate::state::AppState;

@@ -41,6 +41,13 @@ type Upgraded = (Request, Framed<TcpStream, Codec>);
 /// the read only; an idle connection holds none.
 const READ_CHUNK: usize = 4096;
 
+/// How long the App may take to answer an upgrade request. A WebSocket
+/// handshake answers at once (the catch-up runs after the 101); what takes
+/// longer is a request that waits for a body read from the socket until
+/// the client ends it, which a client could hold open forever: it gets
+/// `408` and the connection is closed.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The upgrade service for one worker, serving requests with `app`.
 pub fn service<F, B>(
     app: F,
@@ -129,9 +136,13 @@ where
         ended: false,
     });
     let (req, _) = req.replace_payload(Payload::from(payload));
-    let answer: Response<BoxBody> = match app.call(req).await {
-        Ok(answer) => Response::from(answer).map_into_boxed_body(),
-        Err(error) => Response::from(error),
+    let answer: Response<BoxBody> = match tokio::time::timeout(ANSWER_WITHIN, app.call(req)).await {
+        Ok(Ok(answer)) => Response::from(answer).map_into_boxed_body(),
+        Ok(Err(error)) => Response::from(error),
+        Err(_) => {
+            tracing::debug!("upgrade request not answered in time; closing");
+            Response::new(StatusCode::REQUEST_TIMEOUT)
+        }
     };
     let (mut head, body) = answer.into_parts();
     let upgraded = head.status() == StatusCode::SWITCHING_PROTOCOLS;

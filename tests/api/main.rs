@@ -28,5 +28,6 @@ mod resume;
 mod shutdown;
 mod sse;
 mod storm;
+mod upgrade_requests;
 mod webhooks;
 mod websocket;
