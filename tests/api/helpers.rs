@@ -303,6 +303,17 @@ impl TestApp {
     }
 
     /// Creates an announcement for everyone, published now.
+    /// Announces to `group` and waits until `ws` receives it.
+    pub async fn group_announcement_reaches(&self, ws: &mut Ws, group: &str) {
+        let created = self
+            .announce(json!({"title": group, "content": "c", "audience": {"groups": [group]}}))
+            .await;
+        assert_eq!(
+            ws.next_of("announcement").await["data"]["id"],
+            created["id"]
+        );
+    }
+
     pub async fn announce_all(&self, title: &str) -> Value {
         self.announce(json!({"title": title, "content": "body", "audience": {"all": true}}))
             .await

@@ -54,13 +54,7 @@ async fn provider_tokens_work_everywhere_beside_heralds_own() {
     let url = app.ws_url("/ws?id=alice");
     let (mut staff, _) = Ws::open(&url, &["herald.v1", &token]).await.expect("open");
     staff.next_json().await;
-    let created = app
-        .announce(json!({"title": "staff only", "content": "c", "audience": {"groups": ["staff"]}}))
-        .await;
-    assert_eq!(
-        staff.next_of("announcement").await["data"]["id"],
-        created["id"]
-    );
+    app.group_announcement_reaches(&mut staff, "staff").await;
 }
 
 both_backends!(forged_and_mismatched_provider_tokens_are_refused);
@@ -136,13 +130,7 @@ async fn claims_by_dot_path_name_the_user_and_groups() {
     let url = app.ws_url("/ws?id=carol");
     let (mut ws, _) = Ws::open(&url, &["herald.v1", &token]).await.expect("open");
     ws.next_json().await;
-    let created = app
-        .announce(json!({"title": "ops", "content": "c", "audience": {"groups": ["ops"]}}))
-        .await;
-    assert_eq!(
-        ws.next_of("announcement").await["data"]["id"],
-        created["id"]
-    );
+    app.group_announcement_reaches(&mut ws, "ops").await;
 }
 
 both_backends!(jwks_keys_by_kid_refetched_for_an_unknown_kid_at_most_every_30_s);

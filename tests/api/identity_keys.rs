@@ -50,13 +50,7 @@ async fn a_refresh_frame_with_a_freshly_rotated_kid_is_accepted() {
     ws.assert_no("error", Duration::from_millis(1500)).await;
     assert_eq!(jwks.hits(), 2, "refetched for the refresh frame's kid");
     // The refreshed token's groups apply.
-    let created = app
-        .announce(json!({"title": "staff only", "content": "c", "audience": {"groups": ["staff"]}}))
-        .await;
-    assert_eq!(
-        ws.next_of("announcement").await["data"]["id"],
-        created["id"]
-    );
+    app.group_announcement_reaches(&mut ws, "staff").await;
 }
 
 both_backends!(a_rotated_jwks_is_fetched_once_for_the_new_kid_and_the_old_key_is_refused);
