@@ -44,24 +44,6 @@ async fn open_with_headers(url: &str, headers: &[(&str, &str)]) -> Handshake {
     }
 }
 
-async fn metrics_text(app: &TestApp) -> String {
-    app.http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("text")
-}
-
-/// The value of one sample line (`name{labels}`) in the metrics text.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 const ORIGIN_REJECTIONS: &str = "herald_rejected_connects_total{reason=\"origin\"}";
 
 both_backends!(cookie_token_from_another_site_is_refused_before_the_upgrade);

@@ -683,3 +683,22 @@ pub async fn open_reader(port: u16, user: &str, since: i64) -> Ws {
     assert_eq!(ws.next_json().await["type"], "welcome");
     ws
 }
+
+/// herald's `/metrics` text.
+pub async fn metrics_text(app: &TestApp) -> String {
+    app.http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of one sample line (`name{labels}`) in the metrics text.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -160,15 +160,7 @@ async fn jwks_keys_by_kid_refetched_for_an_unknown_kid_at_most_every_30_s() {
         let _ = herald::identity::refresh(keys).await;
     }
     assert_eq!(me_status(&app, &rsa).await, 200, "last good keys kept");
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&app).await;
     assert!(
         metrics.contains(r#"herald_jwks_fetches_total{result="error"}"#),
         "{metrics}"

@@ -129,19 +129,10 @@ async fn a_jwks_without_usable_keys_keeps_the_last_good_ones() {
 
 /// `herald_jwks_fetches_total{result="error"}` now.
 async fn jwks_errors_counted(app: &TestApp) -> f64 {
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"herald_jwks_fetches_total{result="error"} "#))
-        .map_or(0.0, |v| v.trim().parse().expect("a number"))
+    sample(
+        &metrics_text(app).await,
+        r#"herald_jwks_fetches_total{result="error"} "#,
+    )
 }
 
 /// `token` with its header's `alg` replaced (the signature left as it is).

@@ -4,7 +4,7 @@
 
 use super::receiver::{assert_signed, Receiver};
 use super::{app_posting_to, sequence_of, HOOK_WAIT};
-use crate::helpers::spawn_app_with;
+use crate::helpers::{metrics_text, spawn_app_with};
 use diesel::prelude::*;
 use herald::db::schema::webhook_outbox as o;
 use serde_json::Value;
@@ -83,13 +83,7 @@ async fn a_receiver_refusing_twice_gets_the_event_on_the_third_attempt() {
     assert_eq!(first["attempts"], 3);
     assert_eq!(first["event_id"], published[0].id.as_str());
     assert_eq!(first["last_status"], 204);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics");
-    let text = metrics.text().await.expect("text");
+    let text = metrics_text(&app).await;
     assert!(
         text.contains("herald_webhooks_sent_total"),
         "metrics list the sent count"
