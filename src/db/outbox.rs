@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 mod claim;
-pub use claim::{claim, finish, next_due, release, Attempt, Claimed};
+pub use claim::{claim, finish, release, Attempt, Claimed};
 
 const PENDING: &str = "pending";
 

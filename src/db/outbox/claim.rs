@@ -242,11 +242,3 @@ pub fn finish(
     };
     Ok(changed == 1)
 }
-
-/// When the next pending delivery is due (ignoring leases and order).
-pub fn next_due(conn: &mut DbConn) -> Result<Option<i64>, DbError> {
-    Ok(o::table
-        .filter(o::status.eq(PENDING))
-        .select(diesel::dsl::min(o::next_attempt_at))
-        .first(conn)?)
-}
