@@ -227,10 +227,10 @@ impl Session {
         self.refreshes += 1;
         let this = self.refreshes;
         let deps = self.deps.clone();
-        let user_id = self.core.user_id().clone();
+        // Whose token it is, the core decides (`refreshed`).
         let work = async move {
             deps.keys.ensure_key(&token).await;
-            deps.keys.verify_for(&token, &user_id)
+            deps.keys.verify(&token)
         };
         ctx.spawn(work.into_actor(self).map(move |verdict, act, ctx| {
             if act.refreshes == this {
